@@ -1,0 +1,298 @@
+"""`facecap` command line (design §6).
+
+    facecap rig info [--rig PATH]      summary of the face rig
+    facecap demo [--out DIR] [--frames N] [--no-blend]
+                                       animate the rig, fit each frame back from its landmarks, write a take,
+                                       a landmark preview and a .blend with the animated rig
+    facecap track | segment | serve | bench   (parsed; not implemented yet)
+
+Expected errors (missing or corrupt files, no bpy) print one line on stderr and exit with status 1; commands
+that do not exist yet exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+NOT_IMPLEMENTED = {  # command → the stage it waits for (README "Status")
+    "track": "tracking: detection → segmentation → DDE regressor → take",
+    "segment": "segmentation: two-stream CNN + graph cut",
+    "serve": "engine service for a remote client",
+    "bench": "per-stage benchmarks",
+}
+
+
+class CliError(RuntimeError):
+    """An expected error: printed as one line, exit status 1."""
+
+
+# --------------------------------------------------------------------------------------------------- rig info
+def rig_summary(rig, path: str) -> str:
+    import numpy as np
+
+    tri_mat = np.bincount(rig.triangle_material.astype(int), minlength=4)
+    explained = float(np.sum(rig.identity_variance))
+    lines = [
+        f"rig {rig.name}: {path}",
+        f"  vertices   {len(rig.neutral)}",
+        f"  triangles  {len(rig.triangles)} (skin {tri_mat[0]}, mouth {tri_mat[1]}, eye {tri_mat[2]}, "
+        f"iris {tri_mat[3]})",
+        f"  size       {np.ptp(rig.neutral[:, 0]):.1f} × {np.ptp(rig.neutral[:, 1]):.1f} × "
+        f"{np.ptp(rig.neutral[:, 2]):.1f} cm (x × y × z, model frame)",
+        f"  landmarks  {len(rig.landmark_vertices)}",
+        f"  identity   {rig.identity_basis.shape[0]} modes, variance explained {100 * explained:.1f}% "
+        f"(first 5: {', '.join(f'{100 * v:.1f}%' for v in rig.identity_variance[:5])})",
+        f"  expressions {len(rig.expression_names)}:",
+    ]
+    names = list(rig.expression_names)
+    mags = np.linalg.norm(rig.expression_deltas, axis=2).max(axis=1)  # largest vertex displacement, cm
+    for i in range(0, len(names), 4):
+        lines.append("    " + "  ".join(f"{n:<15}{m:4.2f}cm" for n, m in zip(names[i:i + 4], mags[i:i + 4])))
+    lines.append("  provenance:")
+    for key, value in (rig.provenance or {}).items():
+        text = value if isinstance(value, str) else repr(value)
+        lines.append(f"    {key}: {text if len(text) <= 200 else text[:197] + '...'}")
+    return "\n".join(lines)
+
+
+def cmd_rig_info(args) -> int:
+    from .rig.model import load_rig
+
+    rig = load_rig(args.rig)
+    print(rig_summary(rig, args.rig or "rigs/fw46.npz"))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------ demo
+DEMO_SEQUENCE = (("JawOpen",), ("MouthSmile_L", "MouthSmile_R"), ("EyeBlink_L", "EyeBlink_R"), ("BrowsU_C",))
+
+
+def demo_performance(rig, n_frames: int = 60, fps: float = 30.0, image_size=(640, 480)):
+    """A synthetic performance: each group of DEMO_SEQUENCE rises and falls in turn (a sine bump), while the head
+    turns slowly left and right (±20° yaw, a little pitch). Returns expression (N, 46), rotation (N, 4) (w,x,y,z),
+    translation (N, 3) cm, camera frame."""
+    import numpy as np
+
+    from .rig.geometry import euler_to_matrix, matrix_to_quat
+
+    t = np.arange(n_frames) / fps
+    expr = np.zeros((n_frames, len(rig.expression_names)))
+    seg = n_frames / len(DEMO_SEQUENCE)
+    for i in range(n_frames):
+        k = min(int(i // seg), len(DEMO_SEQUENCE) - 1)
+        phase = (i - k * seg) / seg
+        for name in DEMO_SEQUENCE[k]:
+            expr[i, rig.expression_index(name)] = np.sin(np.pi * phase) ** 2
+    duration = n_frames / fps
+    yaw = np.radians(20.0) * np.sin(2 * np.pi * t / duration)
+    pitch = np.radians(5.0) * np.sin(4 * np.pi * t / duration)
+    rot = np.array([matrix_to_quat(euler_to_matrix(y, p, 0.0)) for y, p in zip(yaw, pitch)])
+    trans = np.tile([0.0, 0.0, 55.0], (n_frames, 1))
+    return expr, rot, trans
+
+
+def _load_fitter():
+    """facecap_core.rig.fit.fit_landmarks if that module exists yet, else (None, reason)."""
+    try:
+        module = importlib.import_module("facecap_core.rig.fit")
+    except ImportError as exc:
+        return None, f"facecap_core.rig.fit is not available ({exc})"
+    fn = getattr(module, "fit_landmarks", None)
+    if fn is None:
+        return None, "facecap_core.rig.fit has no fit_landmarks"
+    return fn, ""
+
+
+def _call_fitter(fit, rig, landmarks, image_size, focal):
+    """Call fit_landmarks with the arguments its signature names; return (expression, rotation quat, translation)."""
+    import numpy as np
+
+    from .rig.geometry import matrix_to_quat, rotvec_to_matrix
+
+    params = inspect.signature(fit).parameters
+    offered = {"image_size": tuple(image_size), "focal": float(focal), "f": float(focal)}
+    kwargs = {k: v for k, v in offered.items() if k in params}
+    result = fit(rig, landmarks, **kwargs)
+    get = (lambda k: result.get(k)) if isinstance(result, dict) else (lambda k: getattr(result, k, None))
+    x = next((v for v in (get("expression"), get("x")) if v is not None), None)
+    if x is None:
+        raise TypeError(f"fit_landmarks returned {type(result).__name__} without expression/x")
+    rot = get("rotation")
+    if rot is None and get("rotvec") is not None:
+        rot = rotvec_to_matrix(np.asarray(get("rotvec")))
+    rot = np.asarray(rot, np.float64)
+    quat = matrix_to_quat(rot) if rot.shape == (3, 3) else rot
+    return np.asarray(x, np.float64), quat, np.asarray(get("translation"), np.float64)
+
+
+def _write_preview(path: str, landmarks, fitted, image_size, fps: float) -> str:
+    """Landmark preview video: ground truth in green, the fit's reprojection in red. Returns the path written."""
+    import cv2
+    import numpy as np
+
+    w, h = image_size
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    if not writer.isOpened():
+        raise CliError(f"cannot write video {path} (OpenCV has no mp4v encoder here)")
+    for i, lm in enumerate(landmarks):
+        img = np.zeros((h, w, 3), np.uint8)
+        for p in lm:
+            cv2.circle(img, (int(round(p[0])), int(round(p[1]))), 2, (0, 200, 0), -1, cv2.LINE_AA)
+        if fitted is not None:
+            for p in fitted[i]:
+                cv2.circle(img, (int(round(p[0])), int(round(p[1]))), 1, (0, 0, 255), -1, cv2.LINE_AA)
+        cv2.putText(img, f"frame {i}", (10, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (200, 200, 200), 1, cv2.LINE_AA)
+        writer.write(img)
+    writer.release()
+    return path
+
+
+def build_blend(rig_path: str, take_path: str, out_path: str, python: str | None = None) -> None:
+    """Run rigs/build_blend.py in a separate Python with bpy (a Blender session stays out of this process)."""
+    script = os.path.join(ROOT, "rigs", "build_blend.py")
+    proc = subprocess.run([python or sys.executable, script, "--rig", rig_path, "--take", take_path,
+                           "--out", out_path], capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if ln.strip()]
+        raise CliError(f"building {out_path} failed: {lines[-1] if lines else 'exit status %d' % proc.returncode}")
+
+
+def cmd_demo(args) -> int:
+    import numpy as np
+
+    from .rig.geometry import default_focal, project, quat_to_matrix
+    from .rig.model import DEFAULT_RIG_PATH, load_rig
+    from .take import make_frame, make_take, read_take, write_take
+
+    rig_path = os.path.abspath(args.rig or DEFAULT_RIG_PATH)
+    rig = load_rig(rig_path)
+    out = os.path.abspath(args.out)
+    os.makedirs(out, exist_ok=True)
+    fps, size = 30.0, (640, 480)
+    focal = default_focal(size)
+    expr, rot, trans = demo_performance(rig, args.frames, fps, size)
+    mats = np.array([quat_to_matrix(q) for q in rot])
+    landmarks = np.array([project(rig.landmarks3d(x=x), R, t, focal, size) for x, R, t in zip(expr, mats, trans)])
+    np.savez_compressed(os.path.join(out, "landmarks.npz"), landmarks=landmarks, expression=expr, rotation=rot,
+                        translation=trans, focal=focal, image_size=np.array(size))
+    print(f"animated {args.frames} frames of {rig.name} ({', '.join('+'.join(g) for g in DEMO_SEQUENCE)}, "
+          f"head turn ±20°); landmarks → {os.path.join(out, 'landmarks.npz')}")
+
+    fit, why = _load_fitter()
+    fitted_expr, fitted_rot, fitted_trans, fitted_lm = expr, rot, trans, None
+    source = "facecap demo: synthetic performance, ground truth (no fitting)"
+    if fit is None:
+        print(f"fitting skipped: {why}; the take holds the ground-truth parameters")
+    else:
+        t0 = time.perf_counter()
+        try:
+            fits = [_call_fitter(fit, rig, lm, size, focal) for lm in landmarks]
+        except Exception as exc:  # another stage's API still moving: report, keep the demo going
+            print(f"fitting skipped: fit_landmarks failed ({exc.__class__.__name__}: {exc})")
+        else:
+            ms = 1000 * (time.perf_counter() - t0) / len(fits)
+            fitted_expr = np.array([f[0] for f in fits])
+            fitted_rot = np.array([f[1] for f in fits])
+            fitted_trans = np.array([f[2] for f in fits])
+            fitted_lm = np.array([project(rig.landmarks3d(x=x), quat_to_matrix(q), t, focal, size)
+                                  for x, q, t in zip(fitted_expr, fitted_rot, fitted_trans)])
+            err_px = np.linalg.norm(fitted_lm - landmarks, axis=2).mean()
+            err_x = np.abs(fitted_expr - expr).mean()
+            source = "facecap demo: synthetic performance, fitted back from its landmarks"
+            print(f"fitted {len(fits)} frames with fit_landmarks ({ms:.1f} ms/frame): landmark error "
+                  f"{err_px:.2f} px, expression error {err_x:.3f} (mean |Δx|)")
+
+    frames = [make_frame(i, i / fps, fitted_expr[i], fitted_rot[i], fitted_trans[i],
+                         landmarks[i] if fitted_lm is None else fitted_lm[i]) for i in range(args.frames)]
+    take_path = os.path.join(out, "take.json")
+    write_take(take_path, make_take(source, fps, size[0], size[1], focal, frames))
+    read_take(take_path)
+    print(f"take → {take_path}")
+    try:
+        print(f"preview → {_write_preview(os.path.join(out, 'preview.mp4'), landmarks, fitted_lm, size, fps)}")
+    except (CliError, ImportError) as exc:
+        print(f"preview skipped: {exc}")
+    if not args.no_blend:
+        blend = os.path.join(out, "demo.blend")
+        build_blend(rig_path, take_path, blend, args.python)
+        print(f"blend → {blend} (object FaceRig, {len(rig.expression_names)} shape keys, animated; camera "
+              "FacecapCamera)")
+    return 0
+
+
+def cmd_not_implemented(args) -> int:
+    print(f"facecap {args.command}: not implemented yet: see issue \"{NOT_IMPLEMENTED[args.command]}\" "
+          "(README, Status)", file=sys.stderr)
+    return 2
+
+
+# ---------------------------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="facecap", description="Real-time facial performance capture from RGB video.")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("track", help="track a video, image folder/glob or camera:N; writes a take")
+    p.add_argument("input")
+    p.add_argument("--out", required=True, metavar="TAKE.json")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--masks", metavar="DIR")
+    p.add_argument("--preview", metavar="OUT.mp4")
+    p.add_argument("--no-segmentation", action="store_true")
+    p.set_defaults(func=cmd_not_implemented)
+
+    p = sub.add_parser("segment", help="write one PNG face mask per frame (255 = face)")
+    p.add_argument("input")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.set_defaults(func=cmd_not_implemented)
+
+    p = sub.add_parser("serve", help="run the engine as a service for a remote client")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
+    p.set_defaults(func=cmd_not_implemented)
+
+    p = sub.add_parser("bench", help="per-stage timings and end-to-end fps")
+    p.add_argument("input")
+    p.set_defaults(func=cmd_not_implemented)
+
+    p = sub.add_parser("demo", help="animate the rig, fit it back, write a take, a preview and a .blend")
+    p.add_argument("--rig", default=None, help="rig file (default: rigs/fw46.npz)")
+    p.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
+    p.add_argument("--frames", type=int, default=60, help="number of frames at 30 fps (default: 60)")
+    p.add_argument("--no-blend", action="store_true", help="skip the .blend (no bpy needed)")
+    p.add_argument("--python", default=None, help="Python with bpy for the .blend (default: this one)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("rig", help="face rig tools")
+    rig_sub = p.add_subparsers(dest="rig_command", metavar="RIG_COMMAND")
+    rig_sub.required = True
+    q = rig_sub.add_parser("info", help="print the rig summary")
+    q.add_argument("--rig", default=None, help="rig file (default: rigs/fw46.npz)")
+    q.set_defaults(func=cmd_rig_info)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .rig.model import RigFileError
+    from .take import TakeFileError
+
+    try:
+        return int(args.func(args) or 0)
+    except (CliError, RigFileError, TakeFileError) as exc:
+        print(f"facecap: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("facecap: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""`facecap` command line: rig info, demo (without Blender), expected errors, and the take file."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from facecap_core.cli import main
+from facecap_core.rig.model import EXPRESSION_NAMES
+from facecap_core.take import ARKIT_NAMES, TakeFileError, arkit_scores, read_take, write_take
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "facecap_core.cli", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *words: str) -> None:
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for w in words:
+        assert w in lines[0]
+
+
+def test_rig_info_prints_summary(rig_path, capsys):
+    assert main(["rig", "info", "--rig", rig_path]) == 0
+    out = capsys.readouterr().out
+    assert "vertices   478" in out
+    assert "variance explained" in out and "provenance:" in out
+    for name in ("EyeBlink_L", "JawOpen", "LipsTogether"):
+        assert name in out
+
+
+def test_missing_rig_is_one_line_error(tmp_path):
+    missing = str(tmp_path / "nope.npz")
+    assert_one_line_error(run_cli("rig", "info", "--rig", missing), "rig file not found", missing)
+
+
+def test_corrupt_rig_is_one_line_error(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip file")
+    assert_one_line_error(run_cli("demo", "--rig", str(bad), "--out", str(tmp_path / "o")), "corrupt", str(bad))
+
+
+@pytest.mark.parametrize("argv", [["track", "clip.mp4", "--out", "t.json"], ["segment", "clip.mp4", "--out", "m"],
+                                  ["serve"], ["bench", "clip.mp4"]])
+def test_planned_commands_say_not_implemented(argv, capsys):
+    assert main(argv) == 2
+    assert "not implemented yet: see issue" in capsys.readouterr().err
+
+
+def test_unknown_command_is_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["juggle"])
+    assert exc.value.code == 2
+
+
+def test_demo_without_blend_writes_a_valid_take(rig_path, tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--rig", rig_path, "--out", str(out), "--frames", "12", "--no-blend"]) == 0
+    take = read_take(str(out / "take.json"))
+    assert take["format"] == "facecap-take" and take["version"] == 1 and take["rig"] == "fw46"
+    assert take["expression_names"] == list(EXPRESSION_NAMES)
+    assert len(take["identity"]) == 50 and len(take["frames"]) == 12
+    f = take["frames"][3]
+    assert f["tracked"] and len(f["expression"]) == 46 and len(f["landmarks"]) == 73
+    assert list(f["arkit"]) == list(ARKIT_NAMES)
+    assert np.isclose(np.linalg.norm(f["rotation"]), 1.0)
+    lm = np.load(out / "landmarks.npz")["landmarks"]
+    assert lm.shape == (12, 73, 2)
+    assert np.all((lm > 0) & (lm < [640, 480]))  # the face is in the picture
+    assert not list(out.glob("*.tmp"))  # atomic write left no temp file
+    assert "take →" in capsys.readouterr().out
+
+
+def test_demo_without_bpy_is_one_line_error(rig_path, tmp_path):
+    base = getattr(sys, "_base_executable", None)
+    if not base or subprocess.run([base, "-c", "import bpy"], capture_output=True).returncode == 0:
+        pytest.skip("no Python without bpy to try")
+    proc = run_cli("demo", "--rig", rig_path, "--out", str(tmp_path / "o"), "--frames", "3", "--python", base)
+    assert_one_line_error(proc, "bpy")
+
+
+def test_arkit_mapping_follows_the_default_preset():
+    x = np.zeros(46)
+    x[EXPRESSION_NAMES.index("MouthSmile_L")] = 0.7
+    x[EXPRESSION_NAMES.index("Sneer")] = 0.4
+    x[EXPRESSION_NAMES.index("BrowsU_C")] = 1.0
+    a = dict(zip(ARKIT_NAMES, arkit_scores(x)))
+    assert a["mouthSmileLeft"] == pytest.approx(0.7) and a["mouthSmileRight"] == 0.0
+    assert a["noseSneerLeft"] == pytest.approx(0.4) == a["noseSneerRight"]
+    assert a["browInnerUp"] == 1.0 and a["tongueOut"] == 0.0 and a["mouthPressLeft"] == 0.0
+    assert sum(v > 0 for v in a.values()) == 4
+
+
+def test_take_reader_rejects_wrong_files(tmp_path):
+    with pytest.raises(TakeFileError, match="not found"):
+        read_take(str(tmp_path / "missing.json"))
+    (tmp_path / "junk.json").write_text("{not json")
+    with pytest.raises(TakeFileError, match="not readable JSON"):
+        read_take(str(tmp_path / "junk.json"))
+    write_take(str(tmp_path / "other.json"), {"format": "something-else", "version": 3})
+    with pytest.raises(TakeFileError, match="not a facecap-take v1"):
+        read_take(str(tmp_path / "other.json"))
+    assert json.loads((tmp_path / "other.json").read_text())["version"] == 3
