@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import inspect
 import os
 import subprocess
 import sys
@@ -98,38 +97,50 @@ def demo_performance(rig, n_frames: int = 60, fps: float = 30.0, image_size=(640
     return expr, rot, trans
 
 
-def _load_fitter():
-    """facecap_core.rig.fit.fit_landmarks if that module exists yet, else (None, reason)."""
+def _load_fit_module():
+    """facecap_core.rig.fit if that module exists yet (it is being written alongside this CLI), else (None, why)."""
     try:
         module = importlib.import_module("facecap_core.rig.fit")
     except ImportError as exc:
         return None, f"facecap_core.rig.fit is not available ({exc})"
-    fn = getattr(module, "fit_landmarks", None)
-    if fn is None:
-        return None, "facecap_core.rig.fit has no fit_landmarks"
-    return fn, ""
+    missing = [n for n in ("fit_landmarks", "FitRig", "silhouette_vertices") if not hasattr(module, n)]
+    if missing:
+        return None, f"facecap_core.rig.fit has no {', '.join(missing)}"
+    return module, ""
 
 
-def _call_fitter(fit, rig, landmarks, image_size, focal):
-    """Call fit_landmarks with the arguments its signature names; return (expression, rotation quat, translation)."""
+def demo_landmarks(rig, expr, rot, trans, focal, size, fit_module=None):
+    """(N, 73, 2) pixel landmarks of the performance. With the fit module, the 17 jaw points are silhouette points
+    (design §4: they slide to the visible contour on a turned head), as the fitter models them."""
     import numpy as np
 
-    from .rig.geometry import matrix_to_quat, rotvec_to_matrix
+    from .rig.geometry import project, quat_to_matrix
+    from .rig.landmarks import JAW
 
-    params = inspect.signature(fit).parameters
-    offered = {"image_size": tuple(image_size), "focal": float(focal), "f": float(focal)}
-    kwargs = {k: v for k, v in offered.items() if k in params}
-    result = fit(rig, landmarks, **kwargs)
-    get = (lambda k: result.get(k)) if isinstance(result, dict) else (lambda k: getattr(result, k, None))
-    x = next((v for v in (get("expression"), get("x")) if v is not None), None)
-    if x is None:
-        raise TypeError(f"fit_landmarks returned {type(result).__name__} without expression/x")
-    rot = get("rotation")
-    if rot is None and get("rotvec") is not None:
-        rot = rotvec_to_matrix(np.asarray(get("rotvec")))
-    rot = np.asarray(rot, np.float64)
-    quat = matrix_to_quat(rot) if rot.shape == (3, 3) else rot
-    return np.asarray(x, np.float64), quat, np.asarray(get("translation"), np.float64)
+    out = []
+    for x, q, t in zip(expr, rot, trans):
+        R = quat_to_matrix(q)
+        verts = rig.landmark_vertices.copy()
+        if fit_module is not None:
+            verts[list(JAW)] = fit_module.silhouette_vertices(rig, R, t, focal, size, x=x)
+        out.append(project(rig.landmarks3d(x=x, vertices=verts), R, t, focal, size))
+    return np.array(out)
+
+
+def fit_sequence(fit_module, rig, landmarks, size, focal):
+    """Fit every frame with fit_landmarks (identity and focal fixed, warm-started from the previous frame).
+    Returns expression (N, 46), rotation quaternions (N, 4), translation (N, 3) cm, reprojected landmarks (N, 73, 2)."""
+    import numpy as np
+
+    fit_rig = fit_module.FitRig(rig)
+    xs, qs, ts, lms = [], [], [], []
+    x0 = pose0 = None
+    for lm in landmarks:
+        r = fit_module.fit_landmarks(lm, size, fit_rig, f=focal, fix_identity=True, fix_focal=True, x0=x0,
+                                     pose0=pose0)
+        xs.append(r.expression), qs.append(r.quaternion), ts.append(r.translation), lms.append(r.landmarks2d)
+        x0, pose0 = r.expression, (r.rotation, r.translation)
+    return np.array(xs), np.array(qs), np.array(ts), np.array(lms)
 
 
 def _write_preview(path: str, landmarks, fitted, image_size, fps: float) -> str:
@@ -167,7 +178,7 @@ def build_blend(rig_path: str, take_path: str, out_path: str, python: str | None
 def cmd_demo(args) -> int:
     import numpy as np
 
-    from .rig.geometry import default_focal, project, quat_to_matrix
+    from .rig.geometry import default_focal
     from .rig.model import DEFAULT_RIG_PATH, load_rig
     from .take import make_frame, make_take, read_take, write_take
 
@@ -178,36 +189,30 @@ def cmd_demo(args) -> int:
     fps, size = 30.0, (640, 480)
     focal = default_focal(size)
     expr, rot, trans = demo_performance(rig, args.frames, fps, size)
-    mats = np.array([quat_to_matrix(q) for q in rot])
-    landmarks = np.array([project(rig.landmarks3d(x=x), R, t, focal, size) for x, R, t in zip(expr, mats, trans)])
+    fit_module, why = _load_fit_module()
+    landmarks = demo_landmarks(rig, expr, rot, trans, focal, size, fit_module)
     np.savez_compressed(os.path.join(out, "landmarks.npz"), landmarks=landmarks, expression=expr, rotation=rot,
                         translation=trans, focal=focal, image_size=np.array(size))
     print(f"animated {args.frames} frames of {rig.name} ({', '.join('+'.join(g) for g in DEMO_SEQUENCE)}, "
           f"head turn ±20°); landmarks → {os.path.join(out, 'landmarks.npz')}")
 
-    fit, why = _load_fitter()
     fitted_expr, fitted_rot, fitted_trans, fitted_lm = expr, rot, trans, None
     source = "facecap demo: synthetic performance, ground truth (no fitting)"
-    if fit is None:
+    if fit_module is None:
         print(f"fitting skipped: {why}; the take holds the ground-truth parameters")
     else:
         t0 = time.perf_counter()
         try:
-            fits = [_call_fitter(fit, rig, lm, size, focal) for lm in landmarks]
-        except Exception as exc:  # another stage's API still moving: report, keep the demo going
+            fitted_expr, fitted_rot, fitted_trans, fitted_lm = fit_sequence(fit_module, rig, landmarks, size, focal)
+        except Exception as exc:  # the fitting stage is still moving: report it, keep the demo going
             print(f"fitting skipped: fit_landmarks failed ({exc.__class__.__name__}: {exc})")
         else:
-            ms = 1000 * (time.perf_counter() - t0) / len(fits)
-            fitted_expr = np.array([f[0] for f in fits])
-            fitted_rot = np.array([f[1] for f in fits])
-            fitted_trans = np.array([f[2] for f in fits])
-            fitted_lm = np.array([project(rig.landmarks3d(x=x), quat_to_matrix(q), t, focal, size)
-                                  for x, q, t in zip(fitted_expr, fitted_rot, fitted_trans)])
+            ms = 1000 * (time.perf_counter() - t0) / len(landmarks)
             err_px = np.linalg.norm(fitted_lm - landmarks, axis=2).mean()
             err_x = np.abs(fitted_expr - expr).mean()
             source = "facecap demo: synthetic performance, fitted back from its landmarks"
-            print(f"fitted {len(fits)} frames with fit_landmarks ({ms:.1f} ms/frame): landmark error "
-                  f"{err_px:.2f} px, expression error {err_x:.3f} (mean |Δx|)")
+            print(f"fitted {len(landmarks)} frames with fit_landmarks ({ms:.1f} ms/frame): landmark error "
+                  f"{err_px:.2f} px, expression error {err_x:.3f} (mean |Δx| over 46)")
 
     frames = [make_frame(i, i / fps, fitted_expr[i], fitted_rot[i], fitted_trans[i],
                          landmarks[i] if fitted_lm is None else fitted_lm[i]) for i in range(args.frames)]

@@ -163,3 +163,21 @@ def test_demo_blend_reprojects_onto_take_landmarks(rig_path, bpy_python, tmp_pat
             want = project(rig.landmarks3d(x=np.array(frame["expression"])), quat_to_matrix(np.array(frame["rotation"])),
                            np.array(frame["translation"]), take["focal"], (take["width"], take["height"]))
             np.testing.assert_allclose(np.array(pts), want, atol=0.05)
+
+
+def test_addon_registers_and_imports_the_rig(rig_path, bpy_python):
+    code = """
+    import bpy
+    sys.path.insert(0, sys.argv[2])
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    import blender_addon
+    blender_addon.register()
+    result = bpy.ops.facecap.import_face_rig(filepath=sys.argv[1])
+    obj = bpy.data.objects.get("FaceRig")
+    panel = hasattr(bpy.types, "FACECAP_PT_main")
+    blender_addon.unregister()
+    print(json.dumps({"result": sorted(result), "keys": len(obj.data.shape_keys.key_blocks), "panel": panel,
+                      "active": bpy.context.view_layer.objects.active.name}))
+    """
+    out = run_bpy(bpy_python, code, rig_path, ROOT)
+    assert out == {"result": ["FINISHED"], "keys": 47, "panel": True, "active": "FaceRig"}
