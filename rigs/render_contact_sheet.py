@@ -26,7 +26,7 @@ from facecap_core.rig.model import (EXPRESSION_NAMES, MATERIAL_EYE, MATERIAL_IRI
 
 MATERIAL_RGB = {MATERIAL_SKIN: (0.80, 0.80, 0.80), MATERIAL_MOUTH: (0.45, 0.05, 0.06),
                 MATERIAL_EYE: (0.95, 0.95, 0.90), MATERIAL_IRIS: (0.12, 0.08, 0.06)}
-EYE_DEPTH_BIAS_CM = 0.4  # draw the eye surface behind the iris
+EYE_DEPTH_BIAS_CM = 1.5  # draw the eye surface behind the iris (the iris sits behind the eye-opening seam)
 
 
 def load_arrays(rig_path: str | None):

@@ -266,20 +266,20 @@ def author_expressions(base: RigBase) -> tuple[np.ndarray, dict]:
     s_up = A.side(up_lip, lo_lip, soft=0.6)[:, None]
     s_lo = A.side(lo_lip, up_lip, soft=0.6)[:, None]
 
-    def upper_lip(inner_d, outer_d, r=1.2):
+    def upper_lip(inner_d, outer_d, r=1.2, sigma=0.35):
         anchors = np.r_[iu[1:-1], ou[1:-1]]
         deltas = np.r_[A.lip_profile(iu[1:-1])[:, None] * np.asarray(inner_d),
                        A.lip_profile(ou[1:-1])[:, None] * np.asarray(outer_d)]
-        return A.field(anchors, deltas, r) * s_up
+        return A.field(anchors, deltas, r, sigma=sigma) * s_up
 
-    def lower_lip(inner_d, outer_d, r=1.2):
+    def lower_lip(inner_d, outer_d, r=1.2, sigma=0.35):
         anchors = np.r_[il[1:-1], ol[1:-1]]
         deltas = np.r_[A.lip_profile(il[1:-1])[:, None] * np.asarray(inner_d),
                        A.lip_profile(ol[1:-1])[:, None] * np.asarray(outer_d)]
-        return A.field(anchors, deltas, r) * s_lo
+        return A.field(anchors, deltas, r, sigma=sigma) * s_lo
 
-    shapes["LipsUpperClose"] = A.sym(upper_lip((0, -0.05, 0.35), (0, 0.35, 0.4), r=1.0))
-    shapes["LipsLowerClose"] = A.sym(lower_lip((0, 0.05, 0.3), (0, -0.5, 0.4), r=1.2))
+    shapes["LipsUpperClose"] = A.sym(upper_lip((0, -0.05, 0.35), (0, 0.3, 0.35), r=1.0, sigma=0.5))
+    shapes["LipsLowerClose"] = A.sym(lower_lip((0, 0.05, 0.3), (0, -0.4, 0.35), r=1.2, sigma=0.5))
     shapes["LipsUpperUp"] = A.sym(upper_lip((0, -0.4, -0.1), (0, -0.45, -0.1), r=1.6))
     shapes["LipsLowerDown"] = A.sym(lower_lip((0, 0.45, -0.1), (0, 0.4, -0.1), r=1.8))
 
@@ -303,16 +303,20 @@ def author_expressions(base: RigBase) -> tuple[np.ndarray, dict]:
     shapes["ChinUpperRaise"] = A.sym(upper_lip((0, -0.25, -0.1), (0, -0.25, -0.12), r=1.2))
 
     ala = 327  # subject's left nostril wing
-    d = A.field([ala], (0.0, -0.35, 0.05), 1.5, exact=False)
-    d += A.field([A.nearest(n[ala] + np.array([0.0, -1.8, 0.5]))], (0.0, -0.2, 0.0), 1.2, exact=False)
+    d = A.field([ala], (0.05, -0.45, 0.05), 1.6, exact=False)
+    d += A.field([A.nearest(n[ala] + np.array([0.0, -1.8, 0.5]))], (0.0, -0.3, -0.05), 1.3, exact=False)
     shapes["Sneer"] = d + A.mirrored(d)  # both sides (the left field does not reach the right side)
 
     cheek_c = A.nearest(np.array([4.3, 2.2, n[425, 2]]))
     nrm = np.zeros_like(n)
     from ...render.raster import vertex_normals  # noqa: PLC0415
     nrm[:468] = vertex_normals(n[:468], base.triangles[(base.triangles < 468).all(1)])
-    lips_protect = (1 - _fall(A.geo(lips_all), 0.9))[:, None]
-    d = (nrm * 0.7) * _fall(A.geo([cheek_c]), 3.2)[:, None] * lips_protect
+    lips_protect = 0.15 + 0.85 * (1 - _fall(A.geo(lips_all), 1.6))[:, None]
+    out_dir = nrm + np.array([0.5, 0.0, 0.0])  # the (left) cheek swells forward and sideways
+    out_dir /= np.maximum(np.linalg.norm(out_dir, axis=1, keepdims=True), 1e-9)
+    # Euclidean falloff here: the canonical mesh is coarse over the cheek, where edge paths overestimate distance
+    d = (out_dir * 0.7) * _fall(np.linalg.norm(n - n[cheek_c], axis=1), 3.0)[:, None] * lips_protect
+    d[468:] = 0.0
     shapes["Puff"] = d + A.mirrored(d)
 
     under_eye = A.nearest(n[374] + np.array([0.3, 1.4, 0.0]))
