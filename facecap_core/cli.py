@@ -294,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CliError, RigFileError, TakeFileError) as exc:
         print(f"facecap: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # output piped into e.g. `head`: not an error
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except KeyboardInterrupt:
         print("facecap: interrupted", file=sys.stderr)
         return 130
