@@ -329,12 +329,13 @@ def fit_landmarks(points2d, image_size, rig, landmark_set: str = "73", weights=N
     for it in range(1, n_outer + 1):
         if slides and R is not None:
             verts[jaw] = _slide(fr, R, t, f, c, x, u, p[jaw])
-        R, t = _pnp(fr.points(verts, x, u), p, w, f, c, R, t)
-        if slides:
-            new = _slide(fr, R, t, f, c, x, u, p[jaw])
-            if np.any(new != verts[jaw]):
-                verts[jaw] = new
-                R, t = _pnp(fr.points(verts, x, u), p, w, f, c, R, t)
+        if it == 1:  # PnP initialises (R, t); the joint Gauss-Newton step refines them with the shape afterwards
+            R, t = _pnp(fr.points(verts, x, u), p, w, f, c, R, t)
+            if slides:
+                new = _slide(fr, R, t, f, c, x, u, p[jaw])
+                if np.any(new != verts[jaw]):
+                    verts[jaw] = new
+                    R, t = _pnp(fr.points(verts, x, u), p, w, f, c, R, t)
         if not fix_focal and it == 1:  # focal is weakly observed: settle pose and shape at the initial f first
             R, t, x, u, f, _ = _joint_gn(fr, verts, p, wn, R, t, f, c, x, u, fix_identity, True, reg, gn_iterations)
         R, t, x, u, f, e_gn = _joint_gn(fr, verts, p, wn, R, t, f, c, x, u, fix_identity, fix_focal, reg,
@@ -343,12 +344,11 @@ def fit_landmarks(points2d, image_size, rig, landmark_set: str = "73", weights=N
         if not slides or np.all(_slide(fr, R, t, f, c, x, u, p[jaw]) == verts[jaw]):
             break
     if max_lbfgs_iterations > 0:
-        R, t = _pnp(fr.points(verts, x, u), p, w, f, c, R, t)
         x, u, f, _, ne_ = _lbfgs_step(fr, verts, p, wn, R, t, f, c, x, u, fix_identity, fix_focal, reg,
                                       max_lbfgs_iterations)
         n_eval += ne_
     P = fr.points(verts, x, u)
-    R, t = _pnp(P, p, w, f, c, R, t)
+    R, t = _pnp(P, p, w, f, c, R, t)  # final PnP: the pose that best fits the final shape
     q, _ = _project(P, R, t, f, c)
     res = q - p
     use = w > 0
@@ -547,15 +547,20 @@ def _joint_gn(fr: FitRig, verts, p, wn, R, t, f, c, x, u, fix_identity, fix_foca
             step, act = np.zeros(pb.k), active0.copy()
             ok = True
             for _pass in range(4):  # expression weights that would leave the box are pinned to the bound
-                free = ~act
-                rhs = -(g[free] + A[np.ix_(free, act)] @ step[act])
+                # solve A_ff s_f = -(g_f + A_fa s_a) as one masked system (active rows/columns → identity)
+                rhs = -(g + A[:, act] @ step[act])
+                M = A.copy()
+                M[act, :] = 0.0
+                M[:, act] = 0.0
+                M[act, act] = 1.0
+                rhs[act] = step[act]
                 try:
-                    step[free] = np.linalg.solve(A[np.ix_(free, free)], rhs)
+                    step = np.linalg.solve(M, rhs)
                 except np.linalg.LinAlgError:
                     ok = False
                     break
                 xn = xs + step[6:6 + ne]
-                viol = free[6:6 + ne] & ((xn < 0) | (xn > 1))
+                viol = ~act[6:6 + ne] & ((xn < 0) | (xn > 1))
                 if not viol.any():
                     break
                 idx = 6 + np.where(viol)[0]
@@ -581,10 +586,10 @@ def _joint_gn(fr: FitRig, verts, p, wn, R, t, f, c, x, u, fix_identity, fix_foca
                 improved = True
                 rel = (e - e1) / max(e, 1e-300)
                 R, t, z, f, r, cam, e = R1, t1, z1, f1, r1, cam1, e1
-                mu = max(mu / 3, 1e-7)
+                mu = max(mu / 10, 1e-8)
                 break
             mu *= 10
-        if not improved or rel < 1e-7:
+        if not improved or rel < 1e-6:
             break
     x = z[:ne].copy()
     u = u if fix_identity else z[ne:].copy()
@@ -594,7 +599,7 @@ def _joint_gn(fr: FitRig, verts, p, wn, R, t, f, c, x, u, fix_identity, fix_foca
 # --------------------------------------------------------------------------------------------------------------
 # Eq. 3
 # --------------------------------------------------------------------------------------------------------------
-def solve_identity_focal(keyframes, image_size, rig, u0=None, f0=None, landmark_set: str = "73", iterations: int = 15,
+def solve_identity_focal(keyframes, image_size, rig, u0=None, f0=None, landmark_set: str = "73", iterations: int = 8,
                          reg: FitWeights | None = None, refine_pose: bool = True,
                          refine_expression: bool = True) -> KeyframeSolveResult:
     """Eq. 3: identity u (50,) and focal f (px) that best explain L key-frames, with each frame's pose refined.
@@ -637,18 +642,39 @@ def solve_identity_focal(keyframes, image_size, rig, u0=None, f0=None, landmark_
         if slides:
             v[jaw] = _slide(fr, R, t, f, c, x, u, p[jaw])
         Ps.append(p), Rs.append(R), ts.append(t), xs.append(x), Vs.append(v)
-    nf = len(Ps)
     p = np.stack(Ps)  # (L, N, 2)
     V = np.stack(Vs)  # (L, N)
     X = np.stack(xs)
+    R = np.stack(Rs)
+    t = np.stack(ts)
+    it_total = 0
+    for _round in range(3):  # re-slide the jaw with the new identity/focal/poses until the silhouette settles
+        R, t, X, u, f, res_px, it = _keyframe_lm(fr, p, V, R, t, X, u, f, c, reg, iterations, refine_pose,
+                                                  refine_expression)
+        it_total += it
+        if not slides:
+            break
+        V_new = V.copy()
+        for k in range(len(p)):
+            V_new[k, jaw] = _slide(fr, R[k], t[k], f, c, X[k], u, p[k, jaw])
+        if np.array_equal(V_new, V):
+            break
+        V = V_new
+    frame_rms = np.sqrt(np.mean(np.sum(res_px ** 2, -1), -1))
+    rms = float(np.sqrt(np.mean(np.sum(res_px ** 2, -1))))
+    return KeyframeSolveResult(identity=u, focal=float(f), rms=rms, rotations=R, translations=t, expressions=X,
+                               iterations=it_total, frame_rms=frame_rms)
+
+
+def _keyframe_lm(fr: FitRig, p, V, R, t, X, u, f, c, reg: FitWeights, iterations, refine_pose, refine_expression):
+    """Damped Gauss-Newton of Eq. 3 for fixed landmark vertices V (L, N); returns R, t, X, u, f, residuals px, its."""
+    nf, n = V.shape
     Bx = fr.basis[V][..., :N_EXPRESSIONS]  # (L, N, 3, 46)
     Bu = np.ascontiguousarray(fr.basis[V][..., N_EXPRESSIONS:])  # (L, N, 3, 50)
     Bx = np.ascontiguousarray(Bx)
     nb = fr.neutral[V]
     ne = N_EXPRESSIONS
     nl = 6 + ne if refine_expression else 6
-    R = np.stack(Rs)
-    t = np.stack(ts)
     sw = (t[:, 2] / f * np.sqrt(_REF_POINTS / n))[:, None, None]  # (L, 1, 1) px → cm, per frame, fixed
     ng = N_IDENTITY + 1
 
@@ -674,9 +700,10 @@ def solve_identity_focal(keyframes, image_size, rig, u0=None, f0=None, landmark_
         Jg[..., -1] = sw * cam[..., :2] * iz[..., None]
         Jg = Jg.reshape(nf, 2 * n, ng)
         rr = r.reshape(nf, 2 * n)
-        A = np.einsum("lia,lib->ab", Jg, Jg)
+        Jg2 = Jg.reshape(nf * 2 * n, ng)
+        A = Jg2.T @ Jg2
         A[np.arange(N_IDENTITY), np.arange(N_IDENTITY)] += reg.identity
-        gg = np.einsum("lia,li->a", Jg, rr)
+        gg = Jg2.T @ rr.ravel()
         gg[:N_IDENTITY] += reg.identity * u
         if refine_pose:
             Jp = np.empty((nf, n, 2, nl))
@@ -686,16 +713,18 @@ def solve_identity_focal(keyframes, image_size, rig, u0=None, f0=None, landmark_
             if refine_expression:
                 Jp[..., 6:] = np.matmul(np.matmul(D, R[:, None]), Bx)
             Jp = Jp.reshape(nf, 2 * n, nl)
-            gp = np.einsum("lia,li->la", Jp, rr)  # (L, nl)
+            JpT = np.transpose(Jp, (0, 2, 1))
+            gp = np.matmul(JpT, rr[..., None])[..., 0]  # (L, nl)
             if refine_expression:
                 gp[:, 6:] += reg.expression_l1 + reg.expression_l2 * X
                 # expression weights held at a bound by the gradient are frozen for this step
                 frozen = ((X <= 1e-9) & (gp[:, 6:] > 0)) | ((X >= 1 - 1e-9) & (gp[:, 6:] < 0))
                 keep = np.concatenate([np.ones((nf, 6), bool), ~frozen], 1)
                 Jp = Jp * keep[:, None, :]
+                JpT = np.transpose(Jp, (0, 2, 1))
                 gp = gp * keep
-            Bm = np.einsum("lia,lib->lab", Jg, Jp)  # (L, ng, nl)
-            Dm = np.einsum("lia,lib->lab", Jp, Jp)  # (L, nl, nl)
+            Bm = np.matmul(np.transpose(Jg, (0, 2, 1)), Jp)  # (L, ng, nl)
+            Dm = np.matmul(JpT, Jp)  # (L, nl, nl)
             if refine_expression:
                 Dm[:, np.arange(6, nl), np.arange(6, nl)] += reg.expression_l2 + (~keep[:, 6:])
         improved = False
@@ -705,8 +734,8 @@ def solve_identity_focal(keyframes, image_size, rig, u0=None, f0=None, landmark_
                 Dd = Dm + mu * np.maximum(np.diagonal(Dm, axis1=1, axis2=2), 1e-9)[:, :, None] * np.eye(nl)
                 Dinv_Bt = np.linalg.solve(Dd, np.transpose(Bm, (0, 2, 1)))  # (L, 6, ng)
                 Dinv_g = np.linalg.solve(Dd, gp[..., None])[..., 0]  # (L, 6)
-                S = Ad - np.einsum("lak,lkb->ab", Bm, Dinv_Bt)
-                rhs = -gg + np.einsum("lak,lk->a", Bm, Dinv_g)
+                S = Ad - np.matmul(Bm, Dinv_Bt).sum(0)
+                rhs = -gg + np.matmul(Bm, Dinv_g[..., None])[..., 0].sum(0)
             else:
                 S, rhs = Ad, -gg
             try:
@@ -717,7 +746,7 @@ def solve_identity_focal(keyframes, image_size, rig, u0=None, f0=None, landmark_
             u1, f1 = u + dg[:N_IDENTITY], f + dg[-1]
             R1, t1, X1 = R, t, X
             if refine_pose:
-                dp = -Dinv_g - np.einsum("lkb,b->lk", Dinv_Bt, dg)
+                dp = -Dinv_g - Dinv_Bt @ dg
                 R1 = np.stack([rotvec_to_matrix(dp[l, :3]) @ R[l] for l in range(nf)])
                 t1 = t + dp[:, 3:6]
                 if refine_expression:
@@ -733,10 +762,6 @@ def solve_identity_focal(keyframes, image_size, rig, u0=None, f0=None, landmark_
                 improved = True
                 break
             mu *= 10
-        if not improved or rel < 1e-9:
+        if not improved or rel < 1e-6:
             break
-    res_px = r / sw
-    frame_rms = np.sqrt(np.mean(np.sum(res_px ** 2, -1), -1))
-    rms = float(np.sqrt(np.mean(np.sum(res_px ** 2, -1))))
-    return KeyframeSolveResult(identity=u, focal=float(f), rms=rms, rotations=R, translations=t, expressions=X,
-                               iterations=it, frame_rms=frame_rms)
+    return R, t, X, u, f, r / sw, it
