@@ -223,3 +223,19 @@ def test_localisation_of_eye_and_mouth_shapes(rig):
     for name in ("JawOpen", "MouthSmile_L", "MouthFrown_L", "LipsFunnel", "LipsPucker", "LipsTogether",
                  "LipsUpperUp", "LipsLowerDown", "ChinLowerRaise"):
         assert np.abs(delta(rig, name)[FOREHEAD + [386, 374, 159, 145, 473, 468]]).max() < 1e-9, name
+
+
+def test_no_folded_skin(rig):
+    """At weight 1 no skin triangle turns over, except at most one sliver at each inner canthus in EyeBlink
+    (the lid line drops below the fixed corner vertex)."""
+    neutral, d, _, tris, material = rig
+    t = tris[material == 0]
+
+    def normals(v):
+        return np.cross(v[t[:, 1]] - v[t[:, 0]], v[t[:, 2]] - v[t[:, 0]])
+
+    f0 = normals(neutral)
+    for k, name in enumerate(E):
+        f = normals(neutral + d[k])
+        flipped = int(((f * f0).sum(1) < 0).sum())
+        assert flipped <= (1 if name.startswith("EyeBlink") else 0), (name, flipped)

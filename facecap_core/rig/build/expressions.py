@@ -23,6 +23,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
 
+from ...render.raster import vertex_normals
 from .. import landmarks as L
 from ..model import EXPRESSION_NAMES, MATERIAL_SKIN
 from .base import RigBase
@@ -75,6 +76,7 @@ class _Author:
         self.eyeballs = base.eyeball_centres
         skin = base.triangles[base.triangle_material == MATERIAL_SKIN]
         e = np.concatenate([skin[:, [0, 1]], skin[:, [1, 2]], skin[:, [2, 0]]])
+        e = np.unique(np.sort(e, axis=1), axis=0)  # each edge once (coo → csr would sum duplicates)
         w = np.linalg.norm(self.n[e[:, 0]] - self.n[e[:, 1]], axis=1)
         self.graph = coo_matrix((np.r_[w, w], (np.r_[e[:, 0], e[:, 1]], np.r_[e[:, 1], e[:, 0]])),
                                 shape=(self.nv, self.nv)).tocsr()
@@ -168,7 +170,9 @@ def author_expressions(base: RigBase) -> tuple[np.ndarray, dict]:
     def lids(up_delta, lo_delta, r_up=1.2, r_lo=1.0):
         d = zero()
         if up_delta is not None:
-            d += A.field(up_c, up_delta, r_up) * upper_side[:, None]
+            # spread from the interior of the contour (the fixed corners would otherwise pin the canthus skin)
+            up_delta = np.broadcast_to(np.asarray(up_delta, np.float64), (len(up_c), 3))
+            d += A.field(up_i, up_delta[1:-1], r_up) * upper_side[:, None]
             d[up_c] = up_delta
         if lo_delta is not None:
             d += A.field(lo_c, lo_delta, r_lo) * lower_side[:, None]
@@ -248,7 +252,7 @@ def author_expressions(base: RigBase) -> tuple[np.ndarray, dict]:
     # ---- mouth ------------------------------------------------------------------------------------------------
     lips_all = sorted(set(L.LIPS_OUTER_UPPER + L.LIPS_OUTER_LOWER + L.LIPS_INNER_UPPER + L.LIPS_INNER_LOWER))
     lip_w = _fall(A.geo(lips_all), 2.2)
-    shapes["MouthLeft"] = lip_w[:, None] * np.array([MOUTH_SHIFT_CM, 0, 0]) * (1 - 0.0 * protect_eyes)
+    shapes["MouthLeft"] = lip_w[:, None] * np.array([MOUTH_SHIFT_CM, 0, 0])
 
     corner = [291, 308]
     cheek = A.nearest(n[291] + np.array([1.3, -2.6, 0.0]))
@@ -284,7 +288,6 @@ def author_expressions(base: RigBase) -> tuple[np.ndarray, dict]:
     shapes["LipsLowerDown"] = A.sym(lower_lip((0, 0.45, -0.1), (0, 0.4, -0.1), r=1.8))
 
     mouth_w = _fall(A.geo(lips_all), 1.6)[:, None]
-    lip_core = np.clip(A.side(lips_all, [1, 152, 205, A.mirror[205]], soft=0.8), 0, 1)[:, None]
     x_in = np.c_[-n[:, 0], np.zeros(A.nv), np.zeros(A.nv)]
     gap = n[il] - n[iu]  # (11, 3) inner lower minus inner upper, per column
     d = mouth_w * (np.array([0, 0, -0.6]) + 0.22 * x_in)
@@ -294,7 +297,6 @@ def author_expressions(base: RigBase) -> tuple[np.ndarray, dict]:
     d += A.field(iu[1:-1], 0.45 * gap[1:-1], 0.9) * s_up + A.field(il[1:-1], -0.45 * gap[1:-1], 0.9) * s_lo
     d += upper_lip((0, 0, -0.05), (0, 0.1, -0.1), r=0.6) + lower_lip((0, 0, -0.05), (0, -0.15, -0.1), r=0.6)
     shapes["LipsPucker"] = A.sym(d)
-    del lip_core
 
     chin = [A.nearest((0.0, n[152, 1] - 1.5, -5.0), among=np.where(np.abs(n[:468, 0]) < 1e-6)[0])]
     d = lower_lip((0, -0.35, -0.05), (0, -0.35, -0.1), r=1.0)
@@ -309,7 +311,6 @@ def author_expressions(base: RigBase) -> tuple[np.ndarray, dict]:
 
     cheek_c = A.nearest(np.array([4.3, 2.2, n[425, 2]]))
     nrm = np.zeros_like(n)
-    from ...render.raster import vertex_normals  # noqa: PLC0415
     nrm[:468] = vertex_normals(n[:468], base.triangles[(base.triangles < 468).all(1)])
     lips_protect = 0.15 + 0.85 * (1 - _fall(A.geo(lips_all), 1.6))[:, None]
     out_dir = nrm + np.array([0.5, 0.0, 0.0])  # the (left) cheek swells forward and sideways
