@@ -446,6 +446,17 @@ def _lbfgs_step(fr: FitRig, verts, p, wn, R, t, f, c, x, u, fix_identity, fix_fo
     return x_new, u_new, float(f_new), float(out.fun), int(out.nfev)
 
 
+def _rodrigues_batch(r: np.ndarray) -> np.ndarray:
+    """(L, 3) rotation vectors → (L, 3, 3) matrices."""
+    theta = np.linalg.norm(r, axis=1)
+    k = r / np.maximum(theta, 1e-300)[:, None]
+    K = np.zeros((len(r), 3, 3))
+    K[:, 0, 1], K[:, 0, 2], K[:, 1, 2] = -k[:, 2], k[:, 1], -k[:, 0]
+    K[:, 1, 0], K[:, 2, 0], K[:, 2, 1] = k[:, 2], -k[:, 1], k[:, 0]
+    s, c = np.sin(theta)[:, None, None], (1 - np.cos(theta))[:, None, None]
+    return np.eye(3) + s * K + c * np.matmul(K, K)
+
+
 def _skew_cols(a: np.ndarray) -> np.ndarray:
     """(N, 3) → (N, 3, 3) matrices M with M δ = δ × a (the derivative of exp([δ]×) a at δ = 0)."""
     M = np.zeros((len(a), 3, 3))
@@ -490,9 +501,11 @@ class _Problem:
         D[:, :, 2] = -f * cam[:, :2] * (iz ** 2)[:, None]
         D *= self.sw[:, :, None]
         J = np.empty((n, 2, self.k))
-        J[:, :, 0:3] = np.matmul(D, _skew_cols(cam - t))
+        J[:, :, 0:3] = np.cross((cam - t)[:, None, :], D)  # rows of D (-[a]×) = a × row, a = R P
         J[:, :, 3:6] = D
-        J[:, :, 6:6 + self.ka] = np.matmul(D @ R, self.B)
+        DR = (self.sw * f * iz[:, None])[:, :, None] * (R[None, :2, :] - (cam[:, :2] * iz[:, None])[:, :, None]
+                                                          * R[None, 2:3, :])
+        J[:, :, 6:6 + self.ka] = np.matmul(DR, self.B)
         if self.free_f:
             J[:, :, -1] = self.sw * cam[:, :2] * iz[:, None]
         return J.reshape(2 * n, self.k)
@@ -584,7 +597,7 @@ def _joint_gn(fr: FitRig, verts, p, wn, R, t, f, c, x, u, fix_identity, fix_foca
             e1 = 0.5 * np.sum(r1 * r1) + _reg_energy(z1, reg, fix_identity)
             if e1 < e:
                 improved = True
-                rel = (e - e1) / max(e, 1e-300)
+                rel = min((e - e1) / max(e, 1e-300), (e - e1) * 1e-1)  # relative, or < 1e-5 cm² absolute
                 R, t, z, f, r, cam, e = R1, t1, z1, f1, r1, cam1, e1
                 mu = max(mu / 10, 1e-8)
                 break
@@ -599,7 +612,7 @@ def _joint_gn(fr: FitRig, verts, p, wn, R, t, f, c, x, u, fix_identity, fix_foca
 # --------------------------------------------------------------------------------------------------------------
 # Eq. 3
 # --------------------------------------------------------------------------------------------------------------
-def solve_identity_focal(keyframes, image_size, rig, u0=None, f0=None, landmark_set: str = "73", iterations: int = 8,
+def solve_identity_focal(keyframes, image_size, rig, u0=None, f0=None, landmark_set: str = "73", iterations: int = 4, rounds: int = 3,
                          reg: FitWeights | None = None, refine_pose: bool = True,
                          refine_expression: bool = True) -> KeyframeSolveResult:
     """Eq. 3: identity u (50,) and focal f (px) that best explain L key-frames, with each frame's pose refined.
@@ -648,16 +661,15 @@ def solve_identity_focal(keyframes, image_size, rig, u0=None, f0=None, landmark_
     R = np.stack(Rs)
     t = np.stack(ts)
     it_total = 0
-    for _round in range(3):  # re-slide the jaw with the new identity/focal/poses until the silhouette settles
-        R, t, X, u, f, res_px, it = _keyframe_lm(fr, p, V, R, t, X, u, f, c, reg, iterations, refine_pose,
-                                                  refine_expression)
+    for _round in range(rounds):  # re-slide the jaw with the new identity/focal/poses until the silhouette settles
+        R, t, X, u, f, res_px, it, converged = _keyframe_lm(fr, p, V, R, t, X, u, f, c, reg, iterations,
+                                                             refine_pose, refine_expression)
         it_total += it
-        if not slides:
-            break
         V_new = V.copy()
-        for k in range(len(p)):
-            V_new[k, jaw] = _slide(fr, R[k], t[k], f, c, X[k], u, p[k, jaw])
-        if np.array_equal(V_new, V):
+        if slides:
+            for k in range(len(p)):
+                V_new[k, jaw] = _slide(fr, R[k], t[k], f, c, X[k], u, p[k, jaw])
+        if converged and np.array_equal(V_new, V):
             break
         V = V_new
     frame_rms = np.sqrt(np.mean(np.sum(res_px ** 2, -1), -1))
@@ -689,6 +701,7 @@ def _keyframe_lm(fr: FitRig, p, V, R, t, X, u, f, c, reg: FitWeights, iterations
     r, cam, e = residual(R, t, u, f, X)
     mu = 1e-3
     it = 0
+    converged = False
     for it in range(1, iterations + 1):
         iz = 1.0 / cam[..., 2]
         D = np.zeros((nf, n, 2, 3))
@@ -696,7 +709,10 @@ def _keyframe_lm(fr: FitRig, p, V, R, t, X, u, f, c, reg: FitWeights, iterations
         D[..., :, 2] = -f * cam[..., :2] * (iz ** 2)[..., None]
         D *= sw[..., None]
         Jg = np.empty((nf, n, 2, ng))
-        Jg[..., :N_IDENTITY] = np.matmul(np.matmul(D, R[:, None]), Bu)
+        # D R without a batched 3×3 product: rows of R scaled, minus the projection times R's third row
+        DR = (sw[..., None] * f * iz[..., None, None]) * (R[:, None, :2, :] - (cam[..., :2] * iz[..., None])[..., None]
+                                                          * R[:, None, 2:3, :])
+        Jg[..., :N_IDENTITY] = np.matmul(DR, Bu)
         Jg[..., -1] = sw * cam[..., :2] * iz[..., None]
         Jg = Jg.reshape(nf, 2 * n, ng)
         rr = r.reshape(nf, 2 * n)
@@ -708,10 +724,10 @@ def _keyframe_lm(fr: FitRig, p, V, R, t, X, u, f, c, reg: FitWeights, iterations
         if refine_pose:
             Jp = np.empty((nf, n, 2, nl))
             a = cam - t[:, None]
-            Jp[..., 0:3] = np.matmul(D, _skew_cols(a.reshape(-1, 3)).reshape(nf, n, 3, 3))
+            Jp[..., 0:3] = np.cross(a[..., None, :], D)  # rows of D (-[a]×) = a × row
             Jp[..., 3:6] = D
             if refine_expression:
-                Jp[..., 6:] = np.matmul(np.matmul(D, R[:, None]), Bx)
+                Jp[..., 6:] = np.matmul(DR, Bx)
             Jp = Jp.reshape(nf, 2 * n, nl)
             JpT = np.transpose(Jp, (0, 2, 1))
             gp = np.matmul(JpT, rr[..., None])[..., 0]  # (L, nl)
@@ -747,7 +763,7 @@ def _keyframe_lm(fr: FitRig, p, V, R, t, X, u, f, c, reg: FitWeights, iterations
             R1, t1, X1 = R, t, X
             if refine_pose:
                 dp = -Dinv_g - Dinv_Bt @ dg
-                R1 = np.stack([rotvec_to_matrix(dp[l, :3]) @ R[l] for l in range(nf)])
+                R1 = np.matmul(_rodrigues_batch(dp[:, :3]), R)
                 t1 = t + dp[:, 3:6]
                 if refine_expression:
                     X1 = np.clip(X + dp[:, 6:], 0.0, 1.0)
@@ -756,12 +772,14 @@ def _keyframe_lm(fr: FitRig, p, V, R, t, X, u, f, c, reg: FitWeights, iterations
                 continue
             r1, cam1, e1 = residual(R1, t1, u1, f1, X1)
             if np.all(cam1[..., 2] > 1e-6) and e1 < e:
-                rel = (e - e1) / max(e, 1e-300)
+                # converged: < 1e-5 relative, or < 1e-5 cm² per frame (≈ 0.005 px rms at 60 cm) absolute
+                rel = min((e - e1) / max(e, 1e-300), (e - e1) / nf)
                 R, t, u, f, r, cam, e, X = R1, t1, u1, f1, r1, cam1, e1, X1
                 mu = max(mu / 3, 1e-7)
                 improved = True
                 break
             mu *= 10
-        if not improved or rel < 1e-6:
+        if not improved or rel < 1e-5:
+            converged = True
             break
-    return R, t, X, u, f, r / sw, it
+    return R, t, X, u, f, r / sw, it, converged
