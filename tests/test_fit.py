@@ -183,3 +183,34 @@ def test_bad_image_size_and_weights_rejected(fr):
         F.fit_landmarks(s["p"], SIZE, fr, landmark_set="70")
     with pytest.raises(ValueError, match="key-frame"):
         F.solve_identity_focal([], SIZE, fr)
+
+
+def test_zero_weight_points_are_ignored(fr):
+    rng = np.random.default_rng(9)
+    s = _sample(fr, rng)
+    p = s["p"].copy()
+    p[[30, 48, 54]] += 40.0  # three grossly wrong landmarks
+    w = np.ones(73)
+    w[[30, 48, 54]] = 0.0
+    r = F.fit_landmarks(p, SIZE, fr, weights=w, u=s["u"], f=s["f"], fix_identity=True, fix_focal=True)
+    assert r.rms < 0.5  # over the points with positive weight
+    assert np.abs(r.expression - s["x"]).mean() < 0.08
+
+
+def test_eq3_expression_refinement_lowers_residual(fr):
+    rng = np.random.default_rng(10)
+    u_true = rng.normal(0, 0.5, 50)
+    f0 = default_focal(SIZE)
+    kfs = []
+    for _ in range(4):
+        s = _sample(fr, rng)
+        verts, _ = fr.vertices_for("73")
+        verts[:17] = F.silhouette_vertices(fr, s["R"], s["t"], f0, SIZE, s["x"], u_true)
+        p, _ = F._project(fr.points(verts, s["x"], u_true), s["R"], s["t"], f0, C)
+        r = F.fit_landmarks(p, SIZE, fr, u=np.zeros(50), f=f0, fix_identity=True, fix_focal=True)
+        kfs.append((p, r.rotation, r.translation, r.expression))
+    start = np.sqrt(np.mean([F.fit_landmarks(k[0], SIZE, fr, u=np.zeros(50), f=f0, fix_identity=True,
+                                             fix_focal=True).rms ** 2 for k in kfs]))
+    res = F.solve_identity_focal(kfs, SIZE, fr, np.zeros(50), f0, refine_expression=True)
+    assert res.rms < start
+    assert res.expressions.shape == (4, 46) and np.all((res.expressions >= 0) & (res.expressions <= 1))
