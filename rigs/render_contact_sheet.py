@@ -26,7 +26,6 @@ from facecap_core.rig.model import (EXPRESSION_NAMES, MATERIAL_EYE, MATERIAL_IRI
 
 MATERIAL_RGB = {MATERIAL_SKIN: (0.80, 0.80, 0.80), MATERIAL_MOUTH: (0.45, 0.05, 0.06),
                 MATERIAL_EYE: (0.95, 0.95, 0.90), MATERIAL_IRIS: (0.12, 0.08, 0.06)}
-EYE_DEPTH_BIAS_CM = 1.5  # draw the eye surface behind the iris (the iris sits behind the eye-opening seam)
 
 
 def load_arrays(rig_path: str | None):
@@ -53,8 +52,8 @@ def render_view(verts, tris, material, size=(160, 180), yaw_deg=0.0, distance=50
         heat = np.stack([np.ones_like(t), 1 - 0.85 * t, 1 - 0.85 * t], -1) * 0.85
         skin = material == MATERIAL_SKIN
         cc[skin] = heat[skin]
-    bias = np.where(material == MATERIAL_EYE, EYE_DEPTH_BIAS_CM, 0.0)
-    res = render_shaded(cam, tris, focal * zoom, size, colours=cc, depth_bias=bias, background=(1, 1, 1))
+    # no depth bias: the iris rings are eye decals in front of the eye membrane, clipped by the lids (as in Blender)
+    res = render_shaded(cam, tris, focal * zoom, size, colours=cc, background=(1, 1, 1))
     return (np.clip(res.image, 0, 1) * 255).astype(np.uint8)
 
 

@@ -2,7 +2,8 @@
 
 * model frame: MediaPipe's canonical frame (y up, z towards the viewer) → (x, -y, -z), so that with R = I the
   face looks down an OpenCV camera's +z axis; centimetres throughout.
-* two iris rings (vertices 468-477, the 478-point layout) are added in front of the eye openings;
+* two iris rings (vertices 468-477, the 478-point layout) are placed as eye decals: just in front of the eye
+  membrane where the opening shows them, behind the lid skin elsewhere (``place_iris``), so lids clip them;
 * each canonical triangle gets a material: the triangles bridging the lips are the mouth interior, those
   bridging the eyelids are the eye surface, so the mouth can open and the lids close without new topology.
 """
@@ -18,7 +19,6 @@ from ..topology import CanonicalMesh
 
 IRIS_RADIUS_CM = 0.58  # human iris diameter ≈ 11.7 mm
 EYEBALL_RADIUS_CM = 1.2  # ≈ 24 mm eyeball
-IRIS_DEPTH_CM = 0.15  # iris plane sits this far behind the eye-opening surface
 
 
 @dataclass
@@ -45,15 +45,56 @@ def _seam_triangles(triangles: np.ndarray, upper: tuple, lower: tuple) -> np.nda
     return out
 
 
-def _iris_ring(centre: np.ndarray, eyeball: np.ndarray) -> np.ndarray:
-    """Centre + 4 ring points (image right, top, left, bottom) on the eyeball sphere, in the model frame."""
-    pts = [centre]
-    for dx, dy in ((1, 0), (0, -1), (-1, 0), (0, 1)):
-        p = centre + IRIS_RADIUS_CM * np.array([dx, dy, 0.0])
-        # push the ring point onto the sphere through the iris centre (the iris is a cap, not a flat disc)
-        d = p - eyeball
-        pts.append(eyeball + d / np.linalg.norm(d) * np.linalg.norm(centre - eyeball))
-    return np.array(pts)
+IRIS_FRONT_CM = 0.03  # visible iris: this far in front of the eye membrane (an "eye decal")
+IRIS_BEHIND_CM = 0.06  # iris ring points outside the eye opening: this far behind the lid skin
+RING_DIRECTIONS = np.array([(1.0, 0.0), (0.0, -1.0), (-1.0, 0.0), (0.0, 1.0)])  # image right, top, left, bottom
+
+
+def surface_depth(vertices: np.ndarray, triangles: np.ndarray, material: np.ndarray, xy: np.ndarray):
+    """Front-most surface hit by rays along +z through points xy (K, 2) (orthographic, model frame).
+
+    Only skin and eye-membrane triangles count. Returns (z (K,), on_membrane (K,) bool); z is +inf where no
+    triangle is hit."""
+    keep = (material == MATERIAL_SKIN) | (material == MATERIAL_EYE)
+    tris = triangles[keep]
+    mat = material[keep]
+    a, b, c = (vertices[tris[:, k]] for k in range(3))
+    xy = np.atleast_2d(np.asarray(xy, np.float64))
+    e1, e2 = (b - a)[:, :2], (c - a)[:, :2]
+    det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    ok = np.abs(det) > 1e-12
+    z = np.full(len(xy), np.inf)
+    on = np.zeros(len(xy), bool)
+    for k, q in enumerate(xy):
+        r = q[None, :] - a[:, :2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            w1 = (r[:, 0] * e2[:, 1] - r[:, 1] * e2[:, 0]) / det
+            w2 = (e1[:, 0] * r[:, 1] - e1[:, 1] * r[:, 0]) / det
+            w0 = 1.0 - w1 - w2
+        inside = ok & (w0 >= -1e-9) & (w1 >= -1e-9) & (w2 >= -1e-9)
+        if not inside.any():
+            continue
+        zz = w0 * a[:, 2] + w1 * b[:, 2] + w2 * c[:, 2]
+        zz = np.where(inside, zz, np.inf)
+        j = int(np.argmin(zz))
+        z[k], on[k] = zz[j], mat[j] == MATERIAL_EYE
+    return z, on
+
+
+def place_iris(vertices: np.ndarray, triangles: np.ndarray, material: np.ndarray, ring_xy: np.ndarray,
+               front: float = IRIS_FRONT_CM, behind: float = IRIS_BEHIND_CM) -> np.ndarray:
+    """(5, 3) iris ring (centre + 4 contour points) at the given image-plane positions ring_xy (5, 2), "eye decal"
+    style: points seen through the eye opening sit ``front`` cm in front of the eye membrane, points outside
+    the opening ``behind`` cm behind the lid skin, so a plain depth test lets the lids clip the iris (and a
+    closed lid, whose membrane has collapsed, hides it)."""
+    z, on = surface_depth(vertices, triangles, material, ring_xy)
+    if not np.all(np.isfinite(z)):
+        raise RuntimeError("iris ring point outside the face mesh")
+    return np.c_[ring_xy, np.where(on, z - front, z + behind)]
+
+
+def iris_ring_xy(centre_xy: np.ndarray, radius: float = IRIS_RADIUS_CM) -> np.ndarray:
+    return np.r_[np.asarray(centre_xy, np.float64)[None, :2], centre_xy[None, :2] + radius * RING_DIRECTIONS]
 
 
 def _jaw_candidates(vertices: np.ndarray, jaw_vertices: np.ndarray, max_depth_cm: float = 4.0,
@@ -96,12 +137,16 @@ def build_base(canonical: CanonicalMesh) -> RigBase:
     uv = [canonical.uv]
     new_tris = []
     eyeballs = []
-    for iris, upper, lower in ((L.IRIS_R, L.EYE_R_UPPER, L.EYE_R_LOWER), (L.IRIS_L, L.EYE_L_UPPER, L.EYE_L_LOWER)):
+    # the subject's left eye is placed, the right one is its exact mirror image (ring order image right, top,
+    # left, bottom: mirroring swaps image right and left)
+    contour_l = np.array(sorted(set(L.EYE_L_UPPER) | set(L.EYE_L_LOWER)))
+    ring_l = place_iris(face, tris, material, iris_ring_xy(face[contour_l].mean(0)[:2]))
+    ring_r = ring_l[[0, 3, 2, 1, 4]] * np.array([-1.0, 1.0, 1.0])
+    for iris, upper, lower, ring in ((L.IRIS_R, L.EYE_R_UPPER, L.EYE_R_LOWER, ring_r),
+                                     (L.IRIS_L, L.EYE_L_UPPER, L.EYE_L_LOWER, ring_l)):
         contour = np.array(sorted(set(upper) | set(lower)))
-        opening = face[contour].mean(0)
-        centre = opening + np.array([0.0, 0.0, IRIS_DEPTH_CM])
-        eyeball = centre + np.array([0.0, 0.0, EYEBALL_RADIUS_CM - 0.1])
-        ring = _iris_ring(centre, eyeball)
+        # the eyeball (a sphere through the iris centre) sits behind it; gaze rotates the ring about it
+        eyeball = ring[0] + np.array([0.0, 0.0, EYEBALL_RADIUS_CM - 0.1])
         verts.append(ring)
         eyeballs.append(eyeball)
         # iris texture coordinates: the photo's own eye, around the eye-opening centre in UV space

@@ -12,7 +12,10 @@ built from a few *anchor* vertices (named sets in ``landmarks.py``) and a smooth
   on the lower-lid contour and LipsTogether makes the inner lip contours meet);
 * JawOpen is a rotation of the lower face about a jaw hinge below/in front of the ear, blended with a
   jaw weight that is 1 on the lower lip, chin and jaw line and 0 on the upper lip and above;
-* gaze shapes rotate the iris ring rigidly about the eyeball centre and nudge the lids;
+* the iris rings are eye decals (``base.place_iris``): every eye shape re-places its ring on the deformed mesh,
+  just in front of the eye membrane inside the opening and behind the lid skin outside it; gaze shapes move the
+  ring to where a rotation about the eyeball centre would take it in the image plane (depth following the
+  membrane) and nudge the lids; a blink collapses the membrane, so the ring goes behind the closed lid;
 * the subject's-left shapes (_L, and JawLeft/MouthLeft) are authored, their partners derived with the mirror
   map: ``delta_R[v] = delta_L[mirror[v]] * (-1, 1, 1)`` — exact mirror images; centre shapes are symmetrised
   the same way, so they are exactly symmetric.
@@ -26,12 +29,14 @@ from scipy.sparse.csgraph import dijkstra
 from ...render.raster import vertex_normals
 from .. import landmarks as L
 from ..model import EXPRESSION_NAMES, MATERIAL_SKIN
-from .base import RigBase
+from .base import RigBase, place_iris
 
 # ---- magnitudes (cm, degrees) -------------------------------------------------------------------------
 JAW_OPEN_DEG = 21.0
 JAW_HINGE_YZ = (1.4, 2.6)  # hinge (y, z) in cm: level with the nose base, behind the face plane (TMJ)
-GAZE_DEG = 28.0
+GAZE_DEG = 28.0  # horizontal gaze (eyeLookIn/Out)
+GAZE_VERTICAL_DEG = 20.0  # vertical gaze: the lids follow the eye, the iris centre stays inside the opening
+BLINK_IRIS_BACK_CM = 0.06  # a blink pushes the iris ring back: behind the closing lid from mid-blink on
 EYE_WIDE_CM = 0.30
 BROW_RAISE_CM = 0.9
 BROW_INNER_RAISE_CM = 0.8
@@ -74,6 +79,7 @@ class _Author:
         self.nv = len(self.n)
         self.mirror = base.mirror
         self.eyeballs = base.eyeball_centres
+        self.triangles, self.material = base.triangles, base.triangle_material
         skin = base.triangles[base.triangle_material == MATERIAL_SKIN]
         e = np.concatenate([skin[:, [0, 1]], skin[:, [1, 2]], skin[:, [2, 0]]])
         e = np.unique(np.sort(e, axis=1), axis=0)  # each edge once (coo → csr would sum duplicates)
@@ -112,6 +118,16 @@ class _Author:
         if exact:
             out[anchors] = deltas
         out[468:] = 0.0
+        return out
+
+    def with_iris(self, d: np.ndarray, iris, ring_xy=None) -> np.ndarray:
+        """d with the iris ring re-placed as an eye decal on the deformed mesh (``base.place_iris``): in front of
+        the (moved) eye membrane where the opening shows it, behind the (moved) lids elsewhere. ring_xy (5, 2):
+        where the ring goes in the image plane (default: where it is at rest)."""
+        iris = list(iris)
+        xy = self.n[iris, :2] if ring_xy is None else ring_xy
+        out = d.copy()
+        out[iris] = place_iris(self.n + d, self.triangles, self.material, xy) - self.n[iris]
         return out
 
     def mirrored(self, d: np.ndarray) -> np.ndarray:
@@ -183,28 +199,33 @@ def author_expressions(base: RigBase) -> tuple[np.ndarray, dict]:
     d = lids(blink_up, None, r_up=1.3)
     # the closing lid slides over the cornea: bulge the middle of the upper lid forward a little
     d += A.field(up_i, (0, 0, -0.12), 1.0, exact=False) * upper_side[:, None] * (1 - _fall(A.geo(up_c), 0.15))[:, None]
+    # the iris ring moves straight back: just enough that the closing lid passes in front of it while the
+    # membrane left below the lid still shows it (linear blending: visible until ~half-blink, hidden when closed)
+    d[iris] = (0.0, 0.0, BLINK_IRIS_BACK_CM)
     shapes["EyeBlink_L"] = d
 
     d = lids(prof * np.array([0, 0.08, 0]), prof * np.array([0, -0.22, -0.03]), r_lo=1.3)
     d += A.field([A.nearest(n[374] + [0.2, 1.2, 0])], (0, -0.12, -0.05), 1.5, exact=False) * lower_side[:, None]
     d[lo_c] = (prof * np.array([0, -0.22, -0.03]))
-    shapes["EyeSquint_L"] = d
+    shapes["EyeSquint_L"] = A.with_iris(d, iris)
 
-    shapes["EyeOpen_L"] = lids(prof * np.array([0, -EYE_WIDE_CM, -0.03]), prof * np.array([0, 0.05, 0]),
-                               r_up=1.1)
+    shapes["EyeOpen_L"] = A.with_iris(lids(prof * np.array([0, -EYE_WIDE_CM, -0.03]), prof * np.array([0, 0.05, 0]),
+                                           r_up=1.1), iris)
 
-    def gaze(direction, up_lid, lo_lid):
+    def gaze(direction, up_lid, lo_lid, deg=GAZE_DEG):
         target = np.asarray(direction, np.float64)
         target /= np.linalg.norm(target)
         f = np.array([0.0, 0.0, -1.0])
         axis = np.cross(f, target)
-        R = _rot(axis / np.linalg.norm(axis) * np.radians(GAZE_DEG))
+        R = _rot(axis / np.linalg.norm(axis) * np.radians(deg))
         d = lids(prof * np.asarray(up_lid), prof * np.asarray(lo_lid), r_up=1.0, r_lo=0.8)
-        d[iris] = (n[iris] - eye_ctr) @ R.T + eye_ctr - n[iris]
-        return d
+        # the ring's image-plane target from the rotation about the eyeball centre; its depth follows the
+        # membrane (a rigid rotation would sink it behind the membrane)
+        target_xy = ((n[iris] - eye_ctr) @ R.T + eye_ctr)[:, :2]
+        return A.with_iris(d, iris, target_xy)
 
-    shapes["EyeDown_L"] = gaze((0, 1, 0), (0, 0.15, -0.02), (0, 0.05, 0))
-    shapes["EyeUp_L"] = gaze((0, -1, 0), (0, -0.1, 0), (0, -0.04, 0))
+    shapes["EyeDown_L"] = gaze((0, 1, 0), (0, 0.2, -0.02), (0, 0.08, 0), GAZE_VERTICAL_DEG)
+    shapes["EyeUp_L"] = gaze((0, -1, 0), (0, -0.2, -0.02), (0, -0.04, 0), GAZE_VERTICAL_DEG)
     shapes["EyeIn_L"] = gaze((-1, 0, 0), (-0.04, 0, 0), (-0.03, 0, 0))  # towards the nose (−x for the left eye)
     shapes["EyeOut_L"] = gaze((1, 0, 0), (0.04, 0, 0), (0.03, 0, 0))  # towards the ear
 
@@ -347,8 +368,8 @@ def author_expressions(base: RigBase) -> tuple[np.ndarray, dict]:
     mags = {k: round(float(np.linalg.norm(shapes[k], axis=1).max()), 3) for k in EXPRESSION_NAMES}
     notes = {
         "method": "procedural: geodesic (skin-only graph) raised-cosine falloffs around anatomical anchor vertices, "
-                  "Gaussian-interpolated anchor displacements; JawOpen = rotation about a jaw hinge; gaze = iris ring "
-                  "rotation about the eyeball centre; _R shapes = mirror images of _L; centre shapes symmetrised",
+                  "Gaussian-interpolated anchor displacements; JawOpen = rotation about a jaw hinge; gaze = iris decal "
+                  "moved as by a rotation about the eyeball centre; _R shapes = mirror images of _L; centre shapes symmetrised",
         "units": "cm, model frame (x subject's left, y down, z away from the camera)",
         "jaw_open_deg": JAW_OPEN_DEG, "jaw_hinge_yz_cm": list(JAW_HINGE_YZ), "gaze_deg": GAZE_DEG,
         "max_displacement_cm": mags,
