@@ -1,0 +1,309 @@
+"""Face masks for real images (design §5): the face-oval polygon refined by a skin-colour graph cut.
+
+This replaces the paper's semi-automatic labelling tool. Given an RGB image and the teacher's 478 landmarks
+(pixels), :func:`face_mask` returns a uint8 {0, 1} mask where 1 = face:
+
+1. **Oval**: the 36-vertex face oval (``landmarks.FACE_OVAL``) filled. Everything outside is hard non-face.
+2. **Hard face**: eyes (lid contours), eyebrows, lips (outer lip contour, which contains an open mouth) and the
+   nostrils are face whatever their colour (design §5: eyes and an open mouth are face).
+3. **Colour models** in CIE Lab (L down-weighted, so shading matters less than chroma but dark hair on light skin
+   and grey-scale photos still separate): smoothed 3D colour histograms.
+
+   * skin: pixels of confidently-skin regions (both cheeks, nose bridge, the forehead centre just above the brows),
+     robustified: a seed pixel far (Mahalanobis) from the cheek/nose colour is dropped (bangs over the forehead,
+     a hand on a cheek do not poison the model);
+   * non-skin: a ring just outside the oval (hair, background, collar …) minus the pixels that look like skin
+     (neck, ears), plus the seed pixels rejected above.
+
+4. **Graph cut** (PyMaxflow, vectorised grid graph) on a crop around the oval, resampled so the face is
+   ``work_size`` px wide: unary = −log colour likelihood + a spatial prior that favours face deep inside the oval
+   (distance to the oval border) and is neutral near it; 8-connected contrast-sensitive pairwise term
+   λ·exp(−β‖I_i − I_j‖²) (β from the mean colour contrast, GrabCut-style). Outside the oval: hard non-face;
+   hard-face regions: hard face.
+5. Back at full resolution: the upsampled cut ∧ oval ∨ hard-face; small non-face specks (moles, pores, specular
+   glints, < ``min_hole`` of the oval area) that do not touch the oval border are filled.
+
+So hair over the forehead, dark glasses frames, hands and microphones of a colour other than the face skin are
+cut out; a skin-coloured hand is not (that case comes from the synthetic composites, design §7).
+Pure functions on arrays; training-time only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..rig import landmarks as L
+
+# ------------------------------------------------------------------------------------------------------------
+# landmark regions (indices into the 478-point layout)
+# ------------------------------------------------------------------------------------------------------------
+EYE_R = L.EYE_R_UPPER + tuple(reversed(L.EYE_R_LOWER[1:-1]))
+EYE_L = L.EYE_L_UPPER + tuple(reversed(L.EYE_L_LOWER[1:-1]))
+BROW_R = L.BROW_R_UPPER + tuple(reversed(L.BROW_R_LOWER))
+BROW_L = L.BROW_L_UPPER + tuple(reversed(L.BROW_L_LOWER))
+LIPS_OUTER = L.LIPS_OUTER_UPPER + tuple(reversed(L.LIPS_OUTER_LOWER[1:-1]))
+LIPS_INNER = L.LIPS_INNER_UPPER + tuple(reversed(L.LIPS_INNER_LOWER[1:-1]))
+# nostrils / nose base: alae, columella and the tip's underside (MediaPipe mesh)
+NOSTRILS = (48, 64, 98, 97, 2, 326, 327, 294, 278, 344, 440, 275, 4, 45, 220, 115)
+# confidently-skin seed regions (polygons), away from eyes, brows, mouth and the hair line
+CHEEK_R = (116, 117, 118, 101, 36, 206, 207, 187, 123)  # subject's right cheek (image left)
+CHEEK_L = (345, 346, 347, 330, 266, 426, 427, 411, 352)
+NOSE_BRIDGE = (168, 417, 465, 412, 399, 437, 4, 217, 174, 188, 245, 193)
+FOREHEAD_C = (9, 107, 66, 105, 104, 69, 108, 151, 337, 299, 333, 334, 296, 336)
+
+
+@dataclass(frozen=True)
+class SkinSegParams:
+    """Tuning of :func:`face_mask` (values chosen on the contact sheet of real faces, see the labelling script)."""
+
+    work_size: int = 112  # the oval's width in the graph, px
+    margin: float = 0.25  # crop margin around the oval, fraction of its size
+    lab_weights: tuple = (0.5, 1.0, 1.0)  # L, a, b scaling before binning (L counts less: shading)
+    bins: int = 24  # histogram bins per channel
+    hist_sigma: float = 1.0  # Gaussian smoothing of the histograms, bins
+    seed_maha: float = 3.0  # seed pixels further than this (Mahalanobis, cheek/nose colour) are not skin seeds
+    pairwise: float = 6.0  # λ of the contrast-sensitive smoothness term (per 4-neighbour edge)
+    prior_inner: float = 1.0  # log-odds in favour of face deep inside the oval
+    prior_depth: float = 0.12  # depth (fraction of oval width) at which the prior reaches prior_inner
+    skin_cr: tuple = (133.0, 185.0)  # generic skin chroma box (8-bit YCrCb) a seed region must fall in (colour images)
+    skin_cb: tuple = (70.0, 130.0)
+    bg_skin_percentile: float = 5.0  # ring pixels likelier than this percentile of the seeds are not non-skin samples
+    min_hole: float = 0.004  # non-face components smaller than this fraction of the oval area are filled
+    hard_dilate: float = 0.015  # hard-face regions are dilated by this fraction of the oval width
+
+
+DEFAULT_PARAMS = SkinSegParams()
+
+
+def _poly(shape, pts: np.ndarray, value: int = 1) -> np.ndarray:
+    m = np.zeros(shape[:2], np.uint8)
+    p = np.round(np.asarray(pts, np.float64) * 16).astype(np.int32)  # 4 fractional bits
+    cv2.fillPoly(m, [p.reshape(-1, 1, 2)], value, lineType=cv2.LINE_8, shift=4)
+    return m
+
+
+def oval_polygon(landmarks: np.ndarray) -> np.ndarray:
+    """(36, 2) face-oval polygon of the 478 landmarks (x, y pixels)."""
+    return np.asarray(landmarks, np.float64)[list(L.FACE_OVAL), :2]
+
+
+def oval_mask(shape, landmarks: np.ndarray) -> np.ndarray:
+    """uint8 {0,1} (H, W): the filled face oval (design §5 polygon)."""
+    return _poly(shape, oval_polygon(landmarks))
+
+
+def hard_face_mask(shape, landmarks: np.ndarray, dilate_px: int = 0) -> np.ndarray:
+    """uint8 {0,1}: eyes, brows, lips (with the open mouth inside) and nostrils, within the oval."""
+    lm = np.asarray(landmarks, np.float64)[:, :2]
+    m = np.zeros(shape[:2], np.uint8)
+    for poly in (EYE_R, EYE_L, BROW_R, BROW_L, LIPS_OUTER, LIPS_INNER):
+        m |= _poly(shape, lm[list(poly)])
+    m |= _poly(shape, cv2.convexHull(lm[list(NOSTRILS)].astype(np.float32)).reshape(-1, 2))
+    if dilate_px > 0:
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilate_px + 1, 2 * dilate_px + 1))
+        m = cv2.dilate(m, k)
+    return m & oval_mask(shape, lm)
+
+
+SEED_REGIONS = (CHEEK_R, CHEEK_L, NOSE_BRIDGE, FOREHEAD_C)
+
+
+def skin_seed_mask(shape, landmarks: np.ndarray) -> np.ndarray:
+    """uint8 (H, W): the skin model's candidate training pixels, labelled by region — 1 right cheek, 2 left cheek,
+    3 nose bridge, 4 forehead centre (0 elsewhere); eyes, brows, lips and nostrils excluded."""
+    lm = np.asarray(landmarks, np.float64)[:, :2]
+    m = np.zeros(shape[:2], np.uint8)
+    for k, poly in enumerate(SEED_REGIONS, 1):
+        r = _poly(shape, lm[list(poly)])
+        m[(r > 0) & (m == 0)] = k
+    m[hard_face_mask(shape, lm) > 0] = 0
+    return m
+
+
+# ------------------------------------------------------------------------------------------------------------
+# colour models
+# ------------------------------------------------------------------------------------------------------------
+def _lab(img: np.ndarray, weights) -> np.ndarray:
+    lab = cv2.cvtColor(img, cv2.COLOR_RGB2LAB).astype(np.float32)  # 8-bit Lab: all channels in 0..255
+    return lab * np.asarray(weights, np.float32)
+
+
+def _bin_index(feat: np.ndarray, bins: int, weights) -> np.ndarray:
+    hi = 256.0 * np.asarray(weights, np.float32)
+    q = np.clip((feat / hi * bins).astype(np.int32), 0, bins - 1)
+    return (q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]
+
+
+def _histogram(idx: np.ndarray, bins: int, sigma: float) -> np.ndarray:
+    """Smoothed normalised 3D histogram as a flat (bins³,) log-density."""
+    h = np.bincount(idx.ravel(), minlength=bins ** 3).astype(np.float64).reshape(bins, bins, bins)
+    n = h.sum()
+    if sigma > 0:
+        from scipy.ndimage import gaussian_filter  # noqa: PLC0415
+
+        h = gaussian_filter(h, sigma, mode="constant")
+    h = h / max(h.sum(), 1e-12)
+    return np.log(h.ravel() + 1.0 / (bins ** 3 * max(n, 1.0) * 4.0))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# graph cut
+# ------------------------------------------------------------------------------------------------------------
+def _graph_cut(unary_face: np.ndarray, unary_bg: np.ndarray, feat: np.ndarray, lam: float,
+               hard_face: np.ndarray, hard_bg: np.ndarray) -> np.ndarray:
+    """Binary cut, 8-connected contrast-sensitive pairwise; returns bool (H, W) face."""
+    import maxflow  # noqa: PLC0415
+
+    h, w = unary_face.shape
+    g = maxflow.Graph[float]()
+    ids = g.add_grid_nodes((h, w))
+    # β = 1 / (2 E‖ΔI‖²) over 4-neighbours
+    dx = np.sum((feat[:, 1:] - feat[:, :-1]) ** 2, -1)
+    dy = np.sum((feat[1:] - feat[:-1]) ** 2, -1)
+    dd = np.sum((feat[1:, 1:] - feat[:-1, :-1]) ** 2, -1)
+    da = np.sum((feat[1:, :-1] - feat[:-1, 1:]) ** 2, -1)
+    beta = 1.0 / (2.0 * max(float(np.mean(np.concatenate([dx.ravel(), dy.ravel()]))), 1e-6))
+    for diff, struct, sl, scale in (
+            (dx, np.array([[0, 0, 0], [0, 0, 1], [0, 0, 0]]), (slice(None), slice(0, w - 1)), 1.0),
+            (dy, np.array([[0, 0, 0], [0, 0, 0], [0, 1, 0]]), (slice(0, h - 1), slice(None)), 1.0),
+            (dd, np.array([[0, 0, 0], [0, 0, 0], [0, 0, 1]]), (slice(0, h - 1), slice(0, w - 1)), 1 / np.sqrt(2)),
+            (da, np.array([[0, 0, 0], [0, 0, 0], [1, 0, 0]]), (slice(0, h - 1), slice(1, w)), 1 / np.sqrt(2))):
+        wgt = np.zeros((h, w))
+        wgt[sl] = lam * scale * np.exp(-beta * diff)
+        g.add_grid_edges(ids, weights=wgt, structure=struct, symmetric=True)
+    inf = 1e9
+    # source = face: a node ending on the sink side (non-face) pays its source capacity
+    src = np.where(hard_face, inf, unary_bg)
+    snk = np.where(hard_bg, inf, unary_face)
+    src = np.where(hard_bg, 0.0, src)
+    snk = np.where(hard_face, 0.0, snk)
+    g.add_grid_tedges(ids, src, snk)
+    g.maxflow()
+    return ~g.get_grid_segments(ids)
+
+
+def _fill_small_holes(face: np.ndarray, oval: np.ndarray, min_area: int) -> np.ndarray:
+    """Fill non-face components inside the oval smaller than min_area that do not touch the oval border."""
+    hole = ((face == 0) & (oval > 0)).astype(np.uint8)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(hole, connectivity=4)
+    if n <= 1:
+        return face
+    border = (oval > 0) & (cv2.erode(oval, np.ones((3, 3), np.uint8)) == 0)
+    touches = np.zeros(n, bool)
+    touches[np.unique(lab[border])] = True
+    small = (stats[:, cv2.CC_STAT_AREA] < min_area) & ~touches
+    small[0] = False
+    out = face.copy()
+    out[small[lab]] = 1
+    return out
+
+
+def face_mask(image: np.ndarray, landmarks: np.ndarray, params: SkinSegParams = DEFAULT_PARAMS,
+              return_debug: bool = False):
+    """uint8 {0,1} (H, W) face mask of one face (design §5) from an RGB image (H, W, 3) uint8 and the teacher's
+    478 landmarks ((478, 2) or (478, 3) pixels). See the module docstring for the method."""
+    img = np.asarray(image)
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"expected uint8 RGB (H, W, 3), got {img.dtype} {img.shape}")
+    lm = np.asarray(landmarks, np.float64)[:, :2]
+    if lm.shape != (478, 2) or not np.all(np.isfinite(lm)):
+        raise ValueError(f"expected finite (478, 2) landmarks, got {lm.shape}")
+    H, W = img.shape[:2]
+    oval_full = oval_mask((H, W), lm)
+    out = np.zeros((H, W), np.uint8)
+    if oval_full.sum() == 0:
+        return (out, {}) if return_debug else out
+    # crop around the oval (clipped to the image), resampled so the oval is work_size px wide
+    o = oval_polygon(lm)
+    x0, y0 = o.min(0)
+    x1, y1 = o.max(0)
+    size = max(x1 - x0, y1 - y0, 1.0)
+    m = params.margin * size
+    cx0, cy0 = int(max(0, np.floor(x0 - m))), int(max(0, np.floor(y0 - m)))
+    cx1, cy1 = int(min(W, np.ceil(x1 + m))), int(min(H, np.ceil(y1 + m)))
+    if cx1 - cx0 < 4 or cy1 - cy0 < 4:
+        return (oval_full, {}) if return_debug else oval_full
+    s = params.work_size / max(x1 - x0, 1.0)
+    gw, gh = max(8, int(round((cx1 - cx0) * s))), max(8, int(round((cy1 - cy0) * s)))
+    sx, sy = gw / (cx1 - cx0), gh / (cy1 - cy0)
+    crop = img[cy0:cy1, cx0:cx1]
+    interp = cv2.INTER_AREA if sx < 1 else cv2.INTER_LINEAR
+    small = cv2.resize(crop, (gw, gh), interpolation=interp)
+    lms = (lm - [cx0, cy0]) * [sx, sy]
+    shape = (gh, gw)
+    oval = oval_mask(shape, lms)
+    dil = max(1, int(round(params.hard_dilate * params.work_size)))
+    hard = hard_face_mask(shape, lms, dil)
+    seeds = skin_seed_mask(shape, lms) * (oval > 0)
+    feat = _lab(small, params.lab_weights)
+
+    # skin model. Seed regions whose chroma is not skin-like (a white face mask over the cheeks, a blue glove)
+    # are dropped in colour images; then seed pixels far from the consensus colour (bangs over the forehead centre,
+    # a microphone on a cheek) are dropped too.
+    ycc = cv2.cvtColor(small, cv2.COLOR_RGB2YCrCb).astype(np.float32)
+    inside = (oval > 0) & (hard == 0)
+    colourful = bool(inside.any()) and float(np.mean(np.abs(ycc[inside][:, 1:] - 128.0))) > 2.0
+    regions = []
+    for k in range(1, len(SEED_REGIONS) + 1):
+        r = seeds == k
+        if r.sum() < 5:
+            continue
+        if colourful:
+            cr, cb = np.median(ycc[r][:, 1]), np.median(ycc[r][:, 2])
+            if not (params.skin_cr[0] <= cr <= params.skin_cr[1] and params.skin_cb[0] <= cb <= params.skin_cb[1]):
+                continue
+        regions.append(k)
+    if not regions:
+        regions = [k for k in range(1, len(SEED_REGIONS) + 1) if (seeds == k).sum() >= 5]
+    cand = np.isin(seeds, regions) if regions else inside
+    core_regions = [k for k in regions if k != 4] or regions
+    core = feat[np.isin(seeds, core_regions)] if core_regions else feat[inside]
+    if len(core) < 20:
+        core = feat[inside] if inside.sum() >= 20 else feat.reshape(-1, 3)
+    mu = np.median(core, 0)
+    cov = np.cov(core.T) + np.eye(3) * 4.0
+    icov = np.linalg.inv(cov)
+    dv = feat - mu
+    d_seed = np.sqrt(np.einsum("...i,ij,...j->...", dv, icov, dv))
+    good = cand & (d_seed < params.seed_maha)
+    if good.sum() < 20:
+        good = cand if cand.sum() >= 20 else inside
+    bad_seed = (seeds > 0) & ~good
+    bins = params.bins
+    idx = _bin_index(feat, bins, params.lab_weights)
+    log_skin = _histogram(idx[good], bins, params.hist_sigma)
+    # non-skin model: ring outside the oval, minus skin-looking pixels (neck, ears), plus rejected seeds
+    kr = max(3, int(round(0.12 * params.work_size)))
+    ring = (cv2.dilate(oval, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * kr + 1, 2 * kr + 1))) > 0) & (oval == 0)
+    seed_ll = log_skin[idx[good]]
+    skin_like = log_skin[idx] >= np.percentile(seed_ll, params.bg_skin_percentile)
+    bg_pix = (ring & ~skin_like) | bad_seed
+    if bg_pix.sum() < 50:  # face fills the image, or background is skin-coloured: take the ring as is
+        bg_pix = ring | bad_seed
+    if bg_pix.sum() < 20:  # oval touches the crop everywhere: a flat non-skin model
+        log_bg = np.full(bins ** 3, -np.log(bins ** 3))
+    else:
+        log_bg = _histogram(idx[bg_pix], bins, params.hist_sigma)
+    # spatial prior: log-odds for face rising from 0 at the oval border to prior_inner at prior_depth
+    depth = cv2.distanceTransform(oval, cv2.DIST_L2, 3) / max(params.work_size, 1)
+    prior = params.prior_inner * np.clip(depth / params.prior_depth, 0.0, 1.0)
+    ls, lb = log_skin[idx], log_bg[idx]
+    unary_face = -(ls + 0.5 * prior)
+    unary_bg = -(lb - 0.5 * prior)
+    off = np.minimum(unary_face, unary_bg)
+    unary_face, unary_bg = unary_face - off, unary_bg - off
+    face_small = _graph_cut(unary_face, unary_bg, feat, params.pairwise, hard > 0, oval == 0)
+
+    up = cv2.resize(face_small.astype(np.float32), (cx1 - cx0, cy1 - cy0), interpolation=cv2.INTER_LINEAR)
+    out[cy0:cy1, cx0:cx1] = up >= 0.5
+    hard_full = hard_face_mask((H, W), lm)
+    out = (out & oval_full) | hard_full
+    out = _fill_small_holes(out, oval_full, int(params.min_hole * oval_full.sum()))
+    out = out & oval_full
+    if return_debug:
+        dbg = dict(crop=(cx0, cy0, cx1, cy1), small=small, seeds=seeds, good=good, bg=bg_pix, hard=hard, regions=regions,
+                   face_small=face_small, log_skin=ls, log_bg=lb)
+        return out.astype(np.uint8), dbg
+    return out.astype(np.uint8)

