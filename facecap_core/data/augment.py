@@ -549,7 +549,7 @@ def draw_overlay(sample: FaceSample, scale: int = 2) -> np.ndarray:
     occluded ones red; upscaled by `scale`."""
     img = cv2.resize(sample.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST).astype(np.float32)
     m = cv2.resize(sample.mask, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST).astype(bool)
-    img[m] = img[m] * 0.7 + np.array([40, 80, 255]) * 0.3
+    img[m] = img[m] * 0.85 + np.array([40, 80, 255]) * 0.15
     out = img.astype(np.uint8)
     cnts, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     cv2.drawContours(out, cnts, -1, (255, 230, 0), 1)

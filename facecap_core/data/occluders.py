@@ -11,8 +11,8 @@ Sources:
     uniformly coloured rectangles (`random_rectangle`);
   * real cut-outs from ``../shared/occluders`` (`OccluderLibrary.from_dir`): RGBA hand cut-outs, EgoHands frames
     cut out by their human masks, RGBA object cut-outs, sprites (glasses, hats, masks, beards) and surgical-mask
-    photos whose alpha is derived from their plain background. They are cached under ``cache/`` (gitignored) and
-    never committed.
+    photos (frame-filling: alpha = the photo with rounded corners, shaped to the jaw when placed). They are
+    cached under ``cache/`` (gitignored) and never committed.
 
 Glasses lenses: clear or tinted lenses get alpha ≤ 0.45 so they never count as occluders (the eye is seen through
 them, the mask stays face there); only the frame, bridge and temples (alpha 1) are occluders. Dark sunglasses
@@ -418,7 +418,7 @@ def procedural_hair(rng: np.random.Generator, size: tuple[int, int], landmarks: 
     locks = []
     for _ in range(n_locks):
         root = ff.forehead + up * ff.height * rng.uniform(0.1, 0.35) + right * ff.width * rng.uniform(-0.45, 0.45)
-        drop = ff.height * rng.uniform(0.3, 0.75)
+        drop = ff.height * rng.uniform(0.35, 0.9)
         sweep = ff.width * rng.uniform(-0.45, 0.45)
         width = ff.width * rng.uniform(0.08, 0.3)
         n = int(rng.integers(40, 160))
@@ -598,24 +598,15 @@ def _unpremul(f):
     return (np.clip(np.concatenate([rgb, a], -1), 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def alpha_from_plain_background(bgr: np.ndarray) -> np.ndarray:
-    """Alpha (H, W) uint8 for an object photographed on a plain background: GrabCut initialised with the
-    border as background, largest component kept, holes filled, edges feathered by ~1 px."""
-    h, w = bgr.shape[:2]
-    m = np.zeros((h, w), np.uint8)
-    mx, my = max(2, w // 30), max(2, h // 30)
-    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-    cv2.grabCut(bgr, m, (mx, my, w - 2 * mx, h - 2 * my), bgd, fgd, 4, cv2.GC_INIT_WITH_RECT)
-    fg = np.isin(m, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(fg)
-    if n > 1:
-        fg = (lab == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))).astype(np.uint8)
-    ff = fg.copy()
-    fill = np.zeros((h + 2, w + 2), np.uint8)
-    cv2.floodFill(ff, fill, (0, 0), 1)
-    fg = fg | (1 - ff)  # fill holes not connected to the border
-    fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-    return cv2.GaussianBlur(fg.astype(np.float32) * 255, (0, 0), 0.8).astype(np.uint8)
+def face_mask_cutout(rgb: np.ndarray) -> np.ndarray:
+    """RGBA for a surgical-mask photo. The shared photos are frame-filling (the mask fabric covers all but a thin
+    border of plain background, which colour keying cannot separate for a white mask on white), so the alpha is
+    the image inset by 4 % with rounded, anti-aliased corners; `OccluderLibrary` then shapes it to the lower face
+    with the jaw polygon when it places it."""
+    h, w = rgb.shape[:2]
+    xs, ys = _grid((w, h))
+    d = _sd_round_box(xs, ys, ((w - 1) / 2, (h - 1) / 2), (0.46 * w, 0.46 * h), 0.0, 0.2 * h)
+    return np.dstack([rgb, (_coverage(d) * 255).astype(np.uint8)])
 
 
 def _cutouts_from_frame(rgb, mask, min_area=400):
@@ -696,8 +687,7 @@ class OccluderLibrary:
                     continue
                 s = min(1.0, 400 / max(bgr.shape[:2]))
                 bgr = cv2.resize(bgr, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) if s < 1 else bgr
-                a = alpha_from_plain_background(bgr)
-                add("face-mask", np.dstack([cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), a]), name)
+                add("face-mask", face_mask_cutout(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)), name)
             elif typ.startswith("hand frame") and name not in cut_frames:
                 mpath = full.replace(".jpg", "_mask.png")
                 im, m = cv2.imread(full), cv2.imread(mpath, cv2.IMREAD_GRAYSCALE)
@@ -766,12 +756,13 @@ class OccluderLibrary:
         elif cat == "mask":
             width = ff.width * rng.uniform(1.0, 1.15)
             centre = ff.centre
-        elif cat == "face-mask":
+        elif cat == "face-mask":  # from the middle of the nose bridge to below the chin, following the jaw
             width = ff.width * rng.uniform(0.95, 1.1)
-            nose = 0.5 * (ff.eye_l + ff.eye_r) * 0.35 + ff.mouth * 0.65
-            centre = 0.5 * (nose + ff.chin) - up * 0.02 * ff.height
-            sh = int(max(sh, sw * (np.linalg.norm(ff.chin - nose) * 1.15) / width))  # stretch to cover
-            rgba = _premul_resize(rgba, (sw, sh))
+            top = np.asarray(landmarks[28], np.float64) if ff.has_face else ff.centre - up * 0.1 * ff.height
+            bottom = ff.chin - up * 0.1 * ff.height
+            centre = 0.5 * (top + bottom)
+            sh = int(round(sw * np.linalg.norm(bottom - top) / width))  # stretch the photo to cover
+            rgba = _premul_resize(rgba, (sw, max(sh, 2)))
         elif cat == "hand":
             width = ff.width * rng.uniform(0.5, 1.1)
             centre = ff.centre + rng.normal(0, 0.35, 2) * [ff.width, ff.height]
