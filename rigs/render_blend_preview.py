@@ -14,7 +14,8 @@ import tempfile
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-POSES = ("Basis", "JawOpen", "MouthSmile_L", "EyeBlink_L", "BrowsU_C", "LipsPucker", "EyeOut_L", "Puff")
+POSES = ("Basis", "JawOpen", "MouthSmile_L", "EyeBlink_L", "BrowsU_C", "LipsPucker", "EyeOut_L", "Puff",
+         "EyeUp_L", "EyeDown_L", "EyeIn_L", "EyeSquint_L", "EyeOpen_L", "EyeBlink_R")
 
 
 def main(argv=None) -> int:

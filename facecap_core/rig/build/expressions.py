@@ -36,16 +36,16 @@ JAW_OPEN_DEG = 21.0
 JAW_HINGE_YZ = (1.4, 2.6)  # hinge (y, z) in cm: level with the nose base, behind the face plane (TMJ)
 GAZE_DEG = 28.0  # horizontal gaze (eyeLookIn/Out)
 GAZE_VERTICAL_DEG = 20.0  # vertical gaze: the lids follow the eye, the iris centre stays inside the opening
-BLINK_IRIS_BACK_CM = 0.06  # a blink pushes the iris ring back: behind the closing lid from mid-blink on
+BLINK_IRIS_BACK_CM = 0.12  # a blink pushes the iris ring back: behind the closing lid from mid-blink on
 EYE_WIDE_CM = 0.30
-BROW_RAISE_CM = 0.9
+BROW_RAISE_CM = 1.1  # tuned with benchmarks/rig_semantics.py (0.9 read as browOuterUp 0.16-0.28)
 BROW_INNER_RAISE_CM = 0.8
 BROW_DOWN_CM = 0.8
 SMILE_CM = (0.45, -0.8, 0.45)
 FROWN_CM = (0.15, 0.6, -0.05)
 DIMPLE_CM = (0.2, -0.05, 0.5)
-STRETCH_CM = (0.8, 0.25, 0.2)
-MOUTH_SHIFT_CM = 1.0
+STRETCH_CM = (1.1, 0.35, 0.25)  # tuned (0.8 read as mouthStretch 0.08-0.10)
+MOUTH_SHIFT_CM = 1.15  # tuned (1.0 read as mouthLeft/Right 0.19/0.29)
 JAW_SHIFT_CM = 0.9
 JAW_FWD_CM = 0.8
 
@@ -204,9 +204,9 @@ def author_expressions(base: RigBase) -> tuple[np.ndarray, dict]:
     d[iris] = (0.0, 0.0, BLINK_IRIS_BACK_CM)
     shapes["EyeBlink_L"] = d
 
-    d = lids(prof * np.array([0, 0.08, 0]), prof * np.array([0, -0.22, -0.03]), r_lo=1.3)
+    d = lids(prof * np.array([0, 0.08, 0]), prof * np.array([0, -0.3, -0.03]), r_lo=1.3)
     d += A.field([A.nearest(n[374] + [0.2, 1.2, 0])], (0, -0.12, -0.05), 1.5, exact=False) * lower_side[:, None]
-    d[lo_c] = (prof * np.array([0, -0.22, -0.03]))
+    d[lo_c] = (prof * np.array([0, -0.3, -0.03]))
     shapes["EyeSquint_L"] = A.with_iris(d, iris)
 
     shapes["EyeOpen_L"] = A.with_iris(lids(prof * np.array([0, -EYE_WIDE_CM, -0.03]), prof * np.array([0, 0.05, 0]),
