@@ -159,6 +159,13 @@ class _Layer:
         self.rgb = colour * cov + self.rgb * (1 - cov)
         self.a = cov[..., 0] + self.a * (1 - cov[..., 0])
 
+    def over_window(self, win, cov, colour):
+        """`over` restricted to the window (y0, y1, x0, x1): cov / colour have the window's shape."""
+        y0, y1, x0, x1 = win
+        c3 = cov[..., None]
+        self.rgb[y0:y1, x0:x1] = colour * c3 + self.rgb[y0:y1, x0:x1] * (1 - c3)
+        self.a[y0:y1, x0:x1] = cov + self.a[y0:y1, x0:x1] * (1 - cov)
+
     def rgba(self):
         a = np.clip(self.a, 0, 1)
         rgb = np.where(a[..., None] > 1e-4, self.rgb / np.maximum(a[..., None], 1e-4), 0)
@@ -359,15 +366,27 @@ def procedural_hand(rng: np.random.Generator, size: tuple[int, int], landmarks: 
     base = tone[None, None, :] * grad[..., None]
     red = np.array([1.04, 0.95, 0.93], np.float32)
 
-    def draw(d, r, tint=1.0):
-        sh = _shade(d, xs, ys, r, light)
-        col = np.clip(base * sh[..., None] * tint, 0, 1)
-        layer.over(_coverage(d), col)
+    def window(pts, rad):
+        pts = np.asarray(pts, np.float64)
+        x0, y0 = np.floor(pts.min(0) - rad - 3).astype(int)
+        x1, y1 = np.ceil(pts.max(0) + rad + 4).astype(int)
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+        return (y0, y1, x0, x1) if x1 - x0 > 2 and y1 - y0 > 2 else None
 
-    def draw_caps(lst, tint=1.0):
+    def draw(win, d, r, tint=1.0):
+        y0, y1, x0, x1 = win
+        sh = _shade(d, xs[y0:y1, x0:x1], ys[y0:y1, x0:x1], r, light)
+        col = np.clip(base[y0:y1, x0:x1] * sh[..., None] * tint, 0, 1)
+        layer.over_window(win, _coverage(d), col)
+
+    def draw_caps(lst, tint=1.0):  # each primitive is evaluated only in its bounding window
         for a, b, ra, rb, _ in lst:
-            d, r = _sd_capsule(xs, ys, tf(a), tf(b), ra, rb)
-            draw(d, r, tint)
+            win = window([tf(a), tf(b)], max(ra, rb))
+            if win is None:
+                continue
+            y0, y1, x0, x1 = win
+            d, r = _sd_capsule(xs[y0:y1, x0:x1], ys[y0:y1, x0:x1], tf(a), tf(b), ra, rb)
+            draw(win, d, r, tint)
 
     arm_tint = np.ones(3, np.float32)
     if rng.random() < 0.35:  # a sleeve over the forearm
@@ -375,8 +394,11 @@ def procedural_hand(rng: np.random.Generator, size: tuple[int, int], landmarks: 
     draw_caps(caps, arm_tint)
     if not thumb_front:
         draw_caps(thumb)
-    d_palm = _sd_round_box(xs, ys, tf((0, 0)), half, rot, 0.35 * palm_w)
-    draw(d_palm, np.full_like(d_palm, 0.4 * palm_w))
+    win = window([tf((0, 0))], float(np.linalg.norm(half)))
+    if win is not None:
+        y0, y1, x0, x1 = win
+        d_palm = _sd_round_box(xs[y0:y1, x0:x1], ys[y0:y1, x0:x1], tf((0, 0)), half, rot, 0.35 * palm_w)
+        draw(win, d_palm, np.full_like(d_palm, 0.4 * palm_w))
     draw_caps(fing, red)
     if thumb_front:
         draw_caps(thumb, red)
@@ -402,11 +424,11 @@ def _bezier(p0, p1, p2, p3, n=24):
 def procedural_hair(rng: np.random.Generator, size: tuple[int, int], landmarks: np.ndarray | None = None,
                     colour: np.ndarray | None = None) -> Occluder:
     """1-3 locks of hair (bunches of cubic Bézier strands) falling from above the forehead over the forehead
-    and eyes. Rendered at 4× and area-downsampled, so thin strands get fractional alpha (and only dense parts of
+    and eyes. Rendered at 3× and area-downsampled, so thin strands get fractional alpha (and only dense parts of
     a lock reach the occluder threshold 0.5)."""
     w, h = size
     ff = face_frame(landmarks, size)
-    ss = 4
+    ss = 3
     col = np.asarray(colour, np.float32) if colour is not None else \
         _HAIR_PALETTE[rng.integers(len(_HAIR_PALETTE))].astype(np.float32)
     canvas = np.empty((h * ss, w * ss, 3), np.uint8)
@@ -421,7 +443,7 @@ def procedural_hair(rng: np.random.Generator, size: tuple[int, int], landmarks: 
         drop = ff.height * rng.uniform(0.35, 0.9)
         sweep = ff.width * rng.uniform(-0.45, 0.45)
         width = ff.width * rng.uniform(0.08, 0.3)
-        n = int(rng.integers(40, 160))
+        n = int(rng.integers(25, 90))
         thick = rng.uniform(0.6, 1.4)
         locks.append({"strands": n, "drop": round(float(drop / ff.height), 2)})
         for _ in range(n):
