@@ -221,6 +221,67 @@ def _shade_proxy(tid, bary, tris, vattr, noise, noff, out):
                     out[i, j, k] = s
 
 
+@njit(cache=True, nogil=True)
+def _eval_mesh(neutral, basis, z, R, t, verts, cam):
+    """verts = neutral + basis @ z ((N*3,), (N*3, K), (K,)); cam = R verts + t. No BLAS (threads contend)."""
+    n = verts.shape[0]
+    for v in range(n):
+        for c in range(3):
+            r = 3 * v + c
+            s = neutral[r]
+            for k in range(z.shape[0]):
+                if z[k] != 0.0:
+                    s += basis[r, k] * z[k]
+            verts[v, c] = s
+        for c in range(3):
+            cam[v, c] = R[c, 0] * verts[v, 0] + R[c, 1] * verts[v, 1] + R[c, 2] * verts[v, 2] + t[c]
+
+
+@njit(cache=True, nogil=True)
+def _composite(bg, tp, prox, tf, face, out):
+    """uint8 image: face over proxies over background (float 0-1 layers → 0-255)."""
+    h, w = tf.shape
+    for i in range(h):
+        for j in range(w):
+            if tf[i, j] >= 0:
+                for k in range(3):
+                    out[i, j, k] = min(max(face[i, j, k] * 255.0 + 0.5, 0.0), 255.0)
+            elif tp[i, j] >= 0:
+                for k in range(3):
+                    out[i, j, k] = min(max(prox[i, j, k] * 255.0 + 0.5, 0.0), 255.0)
+            else:
+                for k in range(3):
+                    out[i, j, k] = bg[i, j, k]
+
+
+@njit(cache=True, nogil=True)
+def _visibility(lm, lz, zf, tf, fmask, tol, vis):
+    """A landmark is visible when inside the image, not behind the face's own nearest surface (max depth of the
+    3×3 neighbourhood + tol; an empty neighbour counts as silhouette), not under hair covering the face, and with
+    a face-mask pixel within 2 px."""
+    h, w = zf.shape
+    for k in range(lm.shape[0]):
+        x, y = lm[k, 0], lm[k, 1]
+        vis[k] = False
+        if not (x >= 0.0 and x < w and y >= 0.0 and y < h):
+            continue
+        j, i = int(x), int(y)
+        zmax = -np.inf
+        for ii in range(max(i - 1, 0), min(i + 2, h)):
+            for jj in range(max(j - 1, 0), min(j + 2, w)):
+                zmax = max(zmax, zf[ii, jj])
+        if lz[k] > zmax + tol:
+            continue
+        if tf[i, j] >= 0 and fmask[i, j] == 0:
+            continue
+        face_near = False  # some face pixel within 2 px (else hair/strands cover the silhouette point)
+        for ii in range(max(i - 2, 0), min(i + 3, h)):
+            for jj in range(max(j - 2, 0), min(j + 3, w)):
+                if fmask[ii, jj] > 0:
+                    face_near = True
+        vis[k] = face_near
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # parameter sampling
 # ------------------------------------------------------------------------------------------------------------------
@@ -342,6 +403,11 @@ def _orient_outward(v, tris, axis_mask=(1, 1, 1)):
     return tris
 
 
+def _rot(pts, R):
+    """pts (N, 3) @ R.T without BLAS (small products; BLAS threads contend with data-loader workers)."""
+    return pts[:, 0:1] * R[:, 0] + pts[:, 1:2] * R[:, 1] + pts[:, 2:3] * R[:, 2]
+
+
 class _Proxies:
     """Unit shapes; each sample scales/places them. Part ids: 0 head, 1 long hair, 2 neck, 3 torso."""
 
@@ -446,7 +512,7 @@ class SyntheticFaces:
         cen = rig.neutral[self.tris].mean(1)
         self.tri_eye = np.ascontiguousarray((cen[:, 0] > 0).astype(np.int64))  # 0 = subject's right (x < 0)
         self.basis = np.ascontiguousarray(np.concatenate(
-            [rig.identity_basis, rig.expression_deltas], 0).reshape(-1, nv * 3).T)  # (1434, 96)
+            [rig.identity_basis, rig.expression_deltas], 0).reshape(-1, nv * 3).T, np.float64)  # (1434, 96)
         self.neutral = rig.neutral.reshape(-1).copy()
         # vertex ← triangle incidence for normals
         rows = self.tris.ravel()
@@ -568,13 +634,14 @@ class SyntheticFaces:
         rig, S = self.rig, self.size
         nv = len(rig.neutral)
         u, x = p["identity"], p["expression"]
-        verts = (self.neutral + self.basis @ np.concatenate([u, x])).reshape(nv, 3)
         yaw, pitch, roll = np.radians(p["angles_deg"])
         R = euler_to_matrix(yaw, pitch, roll)
-        t = p["translation"]
+        t = np.asarray(p["translation"], np.float64)
         f = p["focal"]
         W, H = self.cfg.image_size
-        cam = verts @ R.T + t
+        verts = np.empty((nv, 3))
+        cam = np.empty((nv, 3))
+        _eval_mesh(self.neutral, self.basis, np.concatenate([u, x]), R, t, verts, cam)
         src = f * cam[:, :2] / cam[:, 2:3] + np.array([W / 2.0, H / 2.0])
         # crop around the face
         lo, hi = src.min(0), src.max(0)
@@ -592,7 +659,7 @@ class SyntheticFaces:
         spec = np.zeros((nv, 3))
         ks, kp = p["specular"]
         for d, col in p["lights"]:
-            ndl = n @ d
+            ndl = n[:, 0] * d[0] + n[:, 1] * d[1] + n[:, 2] * d[2]
             diff += np.clip(ndl, 0, None)[:, None] * col
             hv = d + view
             hv /= np.linalg.norm(hv, axis=1, keepdims=True)
@@ -621,8 +688,9 @@ class SyntheticFaces:
             c0, right, top, left, bottom = (xy[k] for k in ring)
             M = np.stack([(right - left) / 2, (bottom - top) / 2], 1)
             eye_c[e] = c0
-            if abs(np.linalg.det(M)) > 1e-3:
-                eye_inv[e] = np.linalg.inv(M)
+            det = M[0, 0] * M[1, 1] - M[0, 1] * M[1, 0]
+            if abs(det) > 1e-3:
+                eye_inv[e] = np.array([[M[1, 1], -M[0, 1]], [-M[1, 0], M[0, 0]]]) / det
             else:
                 eye_inv[e] = np.eye(2) * 1e3
         face = np.zeros((S, S, 3), np.float32)
@@ -636,18 +704,15 @@ class SyntheticFaces:
         t0 = self._tick("shade", t0)
         # composite
         bg = self._background(p)
-        out = bg.astype(np.float32) * (1.0 / 255.0)
-        pm = self._tp >= 0
-        out[pm] = prox[pm]
-        fm = self._tf >= 0
-        out[fm] = face[fm]
-        img = np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        img = np.empty((S, S, 3), np.uint8)
+        _composite(bg, self._tp, prox, self._tf, face, img)
         # landmarks and visibility
         lmv = self.lm_vertices.copy()
         lmv[:17] = silhouette_vertices(self.fit_rig, R, t, f, (W, H), x, u)
         lm = xy[lmv].astype(np.float32)
         lz = cam[lmv, 2]
-        visible = self._visibility(lm, lz, fmask)
+        visible = np.zeros(len(lm), np.bool_)
+        _visibility(lm.astype(np.float64), np.ascontiguousarray(lz), self._zf, self._tf, fmask, 0.6, visible)
         t0 = self._tick("composite", t0)
         params = ShapeParams(rotation=matrix_to_quat(R), translation=np.asarray(t, np.float64),
                              expression=np.asarray(x, np.float64), identity=np.asarray(u, np.float64),
@@ -657,28 +722,6 @@ class SyntheticFaces:
                           crop_affine=A, source="synthetic", identity=self.textures.identities[tex_i],
                           meta={"texture": self.textures.sources[tex_i], "angles_deg": p["angles_deg"].tolist(),
                                 "jaw_vertices": lmv[:17].tolist()})
-
-    def _visibility(self, lm, lz, fmask):
-        S = self.size
-        vis = np.zeros(len(lm), bool)
-        zf, tf = self._zf, self._tf
-        for k in range(len(lm)):
-            xk, yk = lm[k]
-            if not (0 <= xk < S and 0 <= yk < S):
-                continue
-            j, i = int(xk), int(yk)
-            i0, i1, j0, j1 = max(i - 1, 0), min(i + 2, S), max(j - 1, 0), min(j + 2, S)
-            zz = zf[i0:i1, j0:j1]
-            if np.isinf(zz).any():
-                zmax = np.inf
-            else:
-                zmax = zz.max()
-            if lz[k] > zmax + 0.6:
-                continue
-            if tf[i, j] >= 0 and fmask[i, j] == 0:  # hair over the face
-                continue
-            vis[k] = True
-        return vis
 
     def _proxy_mesh(self, p, verts, R, t, f, sc, A, size_wh):
         """Head ellipsoid (+ hair cap), optional long-hair volume, neck cylinder and torso, scaled to the identity's
@@ -713,9 +756,9 @@ class SyntheticFaces:
         cams = []
         for k, (pts, _, _) in enumerate(parts):
             if k < 2:
-                cams.append(pts @ R.T + t)
+                cams.append(_rot(pts, R) + t)
             else:
-                cams.append((pts - pivot) @ Rb.T + (R @ pivot + t))
+                cams.append(_rot(pts - pivot, Rb) + (_rot(pivot[None], R)[0] + t))
         cam = np.concatenate(cams)
         W, H = size_wh
         xy = (f * cam[:, :2] / cam[:, 2:3] + np.array([W / 2.0, H / 2.0])) * sc + A[:, 2]
@@ -726,11 +769,11 @@ class SyntheticFaces:
             rad = {0: (7.7, 10.8, 10.0), 1: (9.0, 15.0, 8.5), 2: (5.0, 1.0, 5.3), 3: (19.0, 8.0, 11.0)}[k]
             nn = un / np.array(rad)
             nn /= np.maximum(np.linalg.norm(nn, axis=1, keepdims=True), 1e-9)
-            normals.append(nn @ (R if k < 2 else Rb).T)
+            normals.append(_rot(nn, R if k < 2 else Rb))
         nrm = np.concatenate(normals)
         light = np.broadcast_to(p["ambient"], (len(cam), 3)).copy()
         for d, col in p["lights"]:
-            light += np.clip(nrm @ d, 0, None)[:, None] * col
+            light += np.clip(_rot(nrm, d[None])[:, 0], 0, None)[:, None] * col
         light *= p["exposure"]
         skin = self.textures.skin[p["texture"]].astype(np.float64)
         albedo = np.concatenate([np.tile(skin, (len(parts[0][0]), 1)), np.tile(skin, (len(parts[1][0]), 1)),
