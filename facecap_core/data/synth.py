@@ -634,11 +634,10 @@ class SyntheticFaces:
         rig, S = self.rig, self.size
         nv = len(rig.neutral)
         u, x = p["identity"], p["expression"]
-        yaw, pitch, roll = np.radians(p["angles_deg"])
-        R = euler_to_matrix(yaw, pitch, roll)
+        R = p["R"] if "R" in p else euler_to_matrix(*np.radians(p["angles_deg"]))
         t = np.asarray(p["translation"], np.float64)
         f = p["focal"]
-        W, H = self.cfg.image_size
+        W, H = p.get("image_size", self.cfg.image_size)
         verts = np.empty((nv, 3))
         cam = np.empty((nv, 3))
         _eval_mesh(self.neutral, self.basis, np.concatenate([u, x]), R, t, verts, cam)
@@ -667,14 +666,17 @@ class SyntheticFaces:
         diff *= p["exposure"]
         t0 = self._tick("mesh", t0)
         # proxies
-        pv, ptris, pattr = self._proxy_mesh(p, verts, R, t, f, sc, A, (W, H))
+        use_proxies = p.get("proxies", True)
+        if use_proxies:
+            pv, ptris, pattr = self._proxy_mesh(p, verts, R, t, f, sc, A, (W, H))
         t0 = self._tick("mesh_proxy", t0)
         # raster
         self._zf.fill(np.inf); self._tf.fill(-1)
         self._zp.fill(np.inf); self._tp.fill(-1)
         z = np.ascontiguousarray(cam[:, 2])
         raster_into(np.ascontiguousarray(xy), z, self.tris, self._zf, self._tf, self._bf, True)
-        raster_into(pv[0], pv[1], ptris, self._zp, self._tp, self._bp, True)
+        if use_proxies:
+            raster_into(pv[0], pv[1], ptris, self._zp, self._tp, self._bp, True)
         t0 = self._tick("raster", t0)
         # shade
         vattr = np.zeros((nv, 12))
@@ -697,13 +699,17 @@ class SyntheticFaces:
         fmask = np.zeros((S, S), np.uint8)
         hair_col = p["hair_colour"].astype(np.float64)
         _shade_face(self._tf, self._bf, self.tris, self.mat, self.tri_eye, vattr,
-                    self.textures.textures[p["texture"]], eye_c, eye_inv, p["eye"], p["mouth"], p["hair_v"],
+                    p["texture_array"] if "texture_array" in p else self.textures.textures[p["texture"]], eye_c, eye_inv, p["eye"], p["mouth"], p["hair_v"],
                     p["hair_side"], hair_col, self.noise, face, fmask)
         prox = np.zeros((S, S, 3), np.float32)
-        _shade_proxy(self._tp, self._bp, ptris, pattr, self.noise, p["noise_offset"], prox)
+        if use_proxies:
+            _shade_proxy(self._tp, self._bp, ptris, pattr, self.noise, p["noise_offset"], prox)
         t0 = self._tick("shade", t0)
         # composite
-        bg = self._background(p)
+        if "photo" in p:  # re-enactment: the real photo is the context
+            bg = cv2.warpAffine(p["photo"], A, (S, S), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        else:
+            bg = self._background(p)
         img = np.empty((S, S, 3), np.uint8)
         _composite(bg, self._tp, prox, self._tf, face, img)
         # landmarks and visibility
@@ -718,10 +724,41 @@ class SyntheticFaces:
                              expression=np.asarray(x, np.float64), identity=np.asarray(u, np.float64),
                              focal=float(f), image_size=(int(W), int(H)))
         tex_i = p["texture"]
+        if "photo" in p:
+            return FaceSample(image=img, mask=fmask.copy(), landmarks=lm, visible=visible, params=params,
+                              crop_affine=A, source="synthetic-reenact", identity=p.get("identity_key", ""),
+                              meta={"texture": p.get("photo_source", ""), "jaw_vertices": lmv[:17].tolist()})
         return FaceSample(image=img, mask=fmask.copy(), landmarks=lm, visible=visible, params=params,
                           crop_affine=A, source="synthetic", identity=self.textures.identities[tex_i],
                           meta={"texture": self.textures.sources[tex_i], "angles_deg": p["angles_deg"].tolist(),
                                 "jaw_vertices": lmv[:17].tolist()})
+
+    def reenact(self, image: np.ndarray, landmarks478: np.ndarray, rng: np.random.Generator, fit=None,
+                identity_key: str = "", source: str = "", max_pose_deg: float = 8.0) -> FaceSample:
+        """Re-enactment: re-render a real photo's face with the photo as its own texture under a new random
+        expression and a small pose change (≤ max_pose_deg per axis about the head), composited back into the
+        photo (hair, neck, background stay real). image (H, W, 3) uint8 RGB; landmarks478 (478, 2|3) teacher
+        pixels; fit: a ``rig.fit.FitResult`` for those landmarks (fitted here with landmark_set='478' if None).
+        Params live in the photo's camera (image_size = photo size). Mask = the re-rendered face region; lighting
+        stays the photo's (flat shading of the baked texture). Limitation: where the new face is *smaller* than
+        the old one (mouth closed, head turned away) the old face's edge can show around the new one, and
+        occluders already in the photo are pasted over by the render: use photos whose teacher mask is clean."""
+        from ..rig.fit import fit_landmarks  # noqa: PLC0415
+        from .texture import unwrap_photo  # noqa: PLC0415
+
+        h, w = image.shape[:2]
+        lm = np.asarray(landmarks478, np.float64)
+        if fit is None:
+            fit = fit_landmarks(lm[:, :2], (w, h), self.fit_rig, landmark_set="478")
+        p = self.sample_params(rng)
+        dR = euler_to_matrix(*np.radians(rng.uniform(-max_pose_deg, max_pose_deg, 3)))
+        p.update(R=dR @ np.asarray(fit.rotation), translation=np.asarray(fit.translation), focal=float(fit.focal),
+                 identity=np.asarray(fit.identity), image_size=(w, h), photo=image, proxies=False,
+                 texture_array=unwrap_photo(self.rig, image, lm, self.textures.size), ambient=np.ones(3),
+                 lights=[], specular=(0.0, 10.0), exposure=1.0, identity_key=identity_key, photo_source=source)
+        p["hair_v"][:] = -1.0
+        p["hair_side"][:] = (-1.0, 2.0)
+        return self.render(p)
 
     def _proxy_mesh(self, p, verts, R, t, f, sc, A, size_wh):
         """Head ellipsoid (+ hair cap), optional long-hair volume, neck cylinder and torso, scaled to the identity's

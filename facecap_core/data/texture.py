@@ -82,13 +82,16 @@ def _fill_outside(tex: np.ndarray, known: np.ndarray, blur: int = 0) -> np.ndarr
 
 
 def skin_tone(rig: FaceRig, texture: np.ndarray) -> np.ndarray:
-    """(3,) float32 median RGB (0-1) of a texture's cheek/forehead skin (the head proxy's albedo)."""
+    """(3,) float32 median RGB (0-1) of a texture's border skin: texels just inside the face oval on the cheeks and
+    jaw (where the head/neck proxy meets the face), so the proxy continues the face's tone."""
     size = texture.shape[0]
+    oval = np.asarray(rig.face_oval)
+    centre = rig.uv[oval].mean(0)
     pts = []
-    for k in (50, 280, 151, 9, 205, 425, 108, 337):  # cheeks, forehead
-        x, y = rig.uv[k] * size
-        r = max(2, size // 40)
-        pts.append(texture[max(0, int(y) - r):int(y) + r, max(0, int(x) - r):int(x) + r].reshape(-1, 3))
+    for k in oval[5:32]:  # temples, cheeks, jaw, chin (not the forehead, often under hair)
+        x, y = (rig.uv[k] + 0.12 * (centre - rig.uv[k])) * size
+        r = max(1, size // 64)
+        pts.append(texture[max(0, int(y) - r):int(y) + r + 1, max(0, int(x) - r):int(x) + r + 1].reshape(-1, 3))
     return (np.median(np.concatenate(pts), 0) / 255.0).astype(np.float32)
 
 
