@@ -4,6 +4,12 @@
     facecap demo [--out DIR] [--frames N] [--no-blend]
                                        animate the rig, fit each frame back from its landmarks, write a take,
                                        a landmark preview and a .blend with the animated rig
+    facecap data build --out DIR [--seed 0] [--faces D] [--occluders D] [--backgrounds D] [--kinds K,K]
+                       [--count-synthetic N] [--max-video-frames N] [--shard-size N] [--limit N] [--resume]
+                                       build a versioned training dataset (facecap_core.data.build)
+    facecap data show DIR [--kind K] [--split S] [--n 64] --out SHEET.png
+                                       contact sheet: image, mask tint, landmarks (green visible, red occluded)
+    facecap data info DIR              the dataset manifest's counts table
     facecap track | segment | serve | bench   (parsed; not implemented yet)
 
 Expected errors (missing or corrupt files, no bpy) print one line on stderr and exit with status 1; commands
@@ -232,6 +238,68 @@ def cmd_demo(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------------------ data
+def cmd_data_build(args) -> int:
+    from .data.build import (DEFAULT_BACKGROUNDS, DEFAULT_FACES, DEFAULT_OCCLUDERS, ProjectEngine, Recipe,
+                             build_dataset)
+    from .data.dataset import KINDS
+
+    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    bad = [k for k in kinds if k not in KINDS]
+    if bad or not kinds:
+        raise CliError(f"unknown dataset kind {', '.join(bad) or repr(args.kinds)} (kinds: {', '.join(KINDS)})")
+    folders = {}
+    for name, value, default in (("faces", args.faces, DEFAULT_FACES), ("occluders", args.occluders,
+                                                                         DEFAULT_OCCLUDERS),
+                                 ("backgrounds", args.backgrounds, DEFAULT_BACKGROUNDS)):
+        path = os.path.abspath(value or default)
+        if value == "none":
+            folders[name] = None
+        elif not os.path.isdir(path):
+            print(f"facecap data build: {name} folder not found: {path}; building without it")
+            folders[name] = None
+        else:
+            folders[name] = path
+    recipe = Recipe(kinds=kinds, shard_size=args.shard_size, count_synthetic=args.count_synthetic,
+                    max_video_frames=args.max_video_frames, seg_perturbed=args.perturbed,
+                    seg_rectangles=args.perturbed, seg_size=args.seg_size, track_size=args.track_size)
+    engine = ProjectEngine(faces=folders["faces"], occluders=folders["occluders"],
+                           backgrounds=folders["backgrounds"], rig_path=args.rig, cache_dir=args.cache,
+                           image_size=args.render_size, log=print)
+    report = build_dataset(args.out, engine, recipe, seed=args.seed, resume=args.resume, limit=args.limit,
+                           progress=not args.no_progress, log=print)
+    from .data.dataset import Dataset, counts_table
+
+    print(counts_table(Dataset(report.out).manifest))
+    print(f"built {report.out}: {report.written} shards written, {report.skipped} kept; {report.samples} samples in "
+          f"{report.seconds:.1f} s ({report.rate:.1f} samples/s)")
+    return 0
+
+
+def cmd_data_show(args) -> int:
+    import cv2
+    import numpy as np
+
+    from .data.dataset import Dataset, contact_sheet, sample_batch
+
+    view = Dataset(args.dataset).view(args.kind, args.split)
+    rng = np.random.default_rng(args.seed) if args.seed is not None else None
+    sheet = contact_sheet(sample_batch(view, args.n, rng), columns=args.columns)
+    out = os.path.abspath(args.out)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    if not cv2.imwrite(out, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
+        raise CliError(f"cannot write {out} (is the extension .png?)")
+    print(f"contact sheet of {min(args.n, len(view))} {args.kind}/{args.split} samples → {out}")
+    return 0
+
+
+def cmd_data_info(args) -> int:
+    from .data.dataset import Dataset, counts_table
+
+    print(counts_table(Dataset(args.dataset).manifest))
+    return 0
+
+
 def cmd_not_implemented(args) -> int:
     print(f"facecap {args.command}: not implemented yet: see issue \"{NOT_IMPLEMENTED[args.command]}\" "
           "(README, Status)", file=sys.stderr)
@@ -275,6 +343,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--python", default=None, help="Python with bpy for the .blend (default: this one)")
     p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser("data", help="training datasets: build, show, info")
+    data_sub = p.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
+    data_sub.required = True
+    q = data_sub.add_parser("build", help="build a versioned dataset (deterministic from --seed, resumable)")
+    q.add_argument("--out", default="out/dataset", help="output folder (default: out/dataset)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--faces", default=None, help="real faces folder with manifest.csv (default: ../shared/faces; "
+                                                 "'none' to skip)")
+    q.add_argument("--occluders", default=None, help="occluders folder (default: ../shared/occluders; 'none')")
+    q.add_argument("--backgrounds", default=None, help="backgrounds folder (default: ../shared/backgrounds; 'none')")
+    q.add_argument("--kinds", default="segmentation,tracking", help="comma-separated: segmentation,tracking")
+    q.add_argument("--count-synthetic", type=int, default=2000, help="synthetic base renders, all splits")
+    q.add_argument("--max-video-frames", type=int, default=30, help="labelled frames kept per clip")
+    q.add_argument("--perturbed", type=int, default=1,
+                   help="perturbed copies (and rectangle copies) per base sample (paper: ≈10)")
+    q.add_argument("--shard-size", type=int, default=512)
+    q.add_argument("--limit", type=int, default=None, help="at most N samples per kind and split (quick builds)")
+    q.add_argument("--seg-size", type=int, default=128)
+    q.add_argument("--track-size", type=int, default=160)
+    q.add_argument("--render-size", type=int, default=256, help="synthetic render size before cropping")
+    q.add_argument("--rig", default=None, help="rig file (default: rigs/fw46.npz)")
+    q.add_argument("--cache", default=os.path.join(ROOT, "cache", "teacher"), help="teacher label cache")
+    q.add_argument("--resume", action="store_true", help="keep the complete shards already in --out")
+    q.add_argument("--no-progress", action="store_true")
+    q.set_defaults(func=cmd_data_build)
+    q = data_sub.add_parser("show", help="write a contact sheet PNG of a dataset")
+    q.add_argument("dataset", metavar="DIR")
+    q.add_argument("--kind", default="segmentation")
+    q.add_argument("--split", default="train")
+    q.add_argument("--n", type=int, default=64)
+    q.add_argument("--columns", type=int, default=8)
+    q.add_argument("--seed", type=int, default=None, help="random samples (default: evenly spaced)")
+    q.add_argument("--out", required=True, metavar="SHEET.png")
+    q.set_defaults(func=cmd_data_show)
+    q = data_sub.add_parser("info", help="print the dataset manifest's counts")
+    q.add_argument("dataset", metavar="DIR")
+    q.set_defaults(func=cmd_data_info)
+
     p = sub.add_parser("rig", help="face rig tools")
     rig_sub = p.add_subparsers(dest="rig_command", metavar="RIG_COMMAND")
     rig_sub.required = True
@@ -286,12 +392,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .data.dataset import DatasetError
     from .rig.model import RigFileError
     from .take import TakeFileError
 
     try:
         return int(args.func(args) or 0)
-    except (CliError, RigFileError, TakeFileError) as exc:
+    except (CliError, RigFileError, TakeFileError, DatasetError) as exc:
         print(f"facecap: error: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # output piped into e.g. `head`: not an error

@@ -45,7 +45,7 @@ DEFAULT_BACKGROUNDS = os.path.join(SHARED, "backgrounds")
 KIND_ID = {k: i for i, k in enumerate(KINDS)}
 SPLIT_ID = {s: i for i, s in enumerate(SPLITS)}
 TRACK_PARAMS = ("expression", "rotation", "translation", "identity", "focal")
-STR_WIDTH = {"source": 16, "augmentation": 40, "subject": 64}
+STR_WIDTH = {"source": 16, "augmentation": 16, "subject": 64, "ops": 96}
 
 
 class BuildError(DatasetError):
@@ -68,7 +68,7 @@ class Recipe:
     seg_perturbed: int = 1  # translation/rotation/scale-perturbed copies per base sample
     seg_rectangles: int = 1  # copies with random uniformly coloured rectangles
     seg_hands: float = 0.5  # copies with a composited hand
-    seg_occluders: float = 0.25  # copies with another occluder
+    seg_occluders: float = 0.5  # copies with another occluder (hair, glasses, objects, masks: augment.py)
     seg_negatives: float = 1.0  # negatives per positive (fine-tuning set)
     track_expression_perturbations: int = 15
     track_other_perturbations: int = 5  # for each of rotation, translation, identity, focal
@@ -111,7 +111,7 @@ def plan_items(kind: str, bases: list[BaseRef], recipe: Recipe) -> list[tuple[Ba
     for j, b in enumerate(bases):
         if kind == "segmentation":
             own = (["perturb"] * recipe.seg_perturbed + ["rectangles"] * recipe.seg_rectangles
-                   + ["hand"] * spread(recipe.seg_hands, j) + ["occluder"] * spread(recipe.seg_occluders, j))
+                   + ["hand"] * spread(recipe.seg_hands, j) + ["occluder"] * spread(recipe.seg_occluders, j + 1))
             items += [(b, a) for a in own]
             neg_due += recipe.seg_negatives * len(own)
             n_neg = int(np.floor(neg_due + 1e-9))
@@ -150,7 +150,11 @@ class Engine:
     def load_real(self, ref: BaseRef) -> FaceSample:
         raise NotImplementedError
 
-    def synthetic(self, rng: np.random.Generator) -> FaceSample:
+    def configure(self, recipe: "Recipe") -> None:
+        """Called once before planning (e.g. to read recipe.max_video_frames)."""
+
+    def synthetic(self, rng: np.random.Generator, split: str) -> FaceSample:
+        """A synthetic render for `split` (textures of that split's identities only)."""
         raise NotImplementedError
 
     def segmentation(self, sample: FaceSample, augmentation: str, rng, size: int) -> FaceSample:
@@ -171,18 +175,24 @@ class Engine:
         raise NotImplementedError
 
 
-def crop_face(sample: FaceSample, size: int, margin: float = 1.3) -> FaceSample:
-    """A size×size crop around the sample's landmark box (square, side = margin × the larger box side), composed
-    into `crop_affine`; landmarks outside the crop become not visible. Image bilinear, mask nearest."""
-    import cv2  # noqa: PLC0415
-
-    pts = sample.landmarks[np.all(np.isfinite(sample.landmarks), axis=1)]
+def face_crop_affine(landmarks: np.ndarray, size: int, margin: float = 1.3) -> np.ndarray:
+    """(2, 3) affine: sample px → a size×size crop centred on the landmark box (73, 2), square, side = margin ×
+    the larger box side (pixel centres at integers, OpenCV)."""
+    pts = landmarks[np.all(np.isfinite(landmarks), axis=1)]
     if len(pts) == 0:
-        raise ValueError("crop_face needs landmarks")
+        raise ValueError("a face crop needs landmarks")
     lo, hi = pts.min(0), pts.max(0)
     centre, side = (lo + hi) / 2, max(float(np.max(hi - lo)) * margin, 8.0)
     s = size / side
-    a = np.array([[s, 0, size / 2 - s * centre[0]], [0, s, size / 2 - s * centre[1]]])
+    return np.array([[s, 0, (size - 1) / 2 - s * centre[0]], [0, s, (size - 1) / 2 - s * centre[1]]])
+
+
+def crop_face(sample: FaceSample, size: int, margin: float = 1.3) -> FaceSample:
+    """A size×size crop around the sample's landmark box (`face_crop_affine`), composed into `crop_affine`;
+    landmarks outside the crop become not visible. Image bilinear (border reflected), mask nearest."""
+    import cv2  # noqa: PLC0415
+
+    a = face_crop_affine(sample.landmarks, size, margin)
     image = cv2.warpAffine(sample.image, a, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     mask = cv2.warpAffine(sample.mask, a, (size, size), flags=cv2.INTER_NEAREST, borderValue=0)
     lm = (sample.landmarks @ a[:, :2].T + a[:, 2]).astype(np.float32)
@@ -197,11 +207,10 @@ def _str_array(values, field_name):
     return np.array([str(v)[:STR_WIDTH[field_name]] for v in values], dtype=f"<U{STR_WIDTH[field_name]}")
 
 
-def _aug_label(sample: FaceSample, default: str) -> str:
-    augs = sample.meta.get("augmentations")
-    if isinstance(augs, (list, tuple)) and augs:
-        return "+".join(str(a) for a in augs)
-    return default
+def _ops(sample: FaceSample) -> str:
+    """The augmentation ops applied to a sample ("crop_jitter+hand+color_jitter"), from meta["augment"]."""
+    ops = sample.meta.get("augment") or sample.meta.get("augmentations") or []
+    return "+".join(str(o.get("op", "?")) if isinstance(o, dict) else str(o) for o in ops)
 
 
 def segmentation_arrays(samples: list[FaceSample], labels: list[str]) -> dict:
@@ -214,6 +223,7 @@ def segmentation_arrays(samples: list[FaceSample], labels: list[str]) -> dict:
         "source": _str_array([s.source for s in samples], "source"),
         "augmentation": _str_array(labels, "augmentation"),
         "subject": _str_array([s.identity for s in samples], "subject"),
+        "ops": _str_array([_ops(s) for s in samples], "ops"),
     }
 
 
@@ -240,14 +250,14 @@ def tracking_arrays(samples: list[FaceSample], labels: list[str], inits: list[li
 
 
 # ------------------------------------------------------------------------------------------ making shards
-def make_shard(engine: Engine, kind: str, items: list[tuple[BaseRef, str]], rng: np.random.Generator,
-               recipe: Recipe, progress=None) -> dict:
+def make_shard(engine: Engine, kind: str, split: str, items: list[tuple[BaseRef, str]],
+               rng: np.random.Generator, recipe: Recipe, progress=None) -> dict:
     """Generate the samples of one shard and stack them into arrays."""
     samples, labels, inits = [], [], []
     base_key, base = None, None
     for ref, aug in items:
         if ref.source != "negative" and ref != base_key:
-            base = engine.load_real(ref) if ref.source.startswith("real") else engine.synthetic(rng)
+            base = engine.load_real(ref) if ref.source.startswith("real") else engine.synthetic(rng, split)
             if ref.subject and not base.identity:
                 base.identity = ref.subject
             base_key = ref
@@ -257,7 +267,7 @@ def make_shard(engine: Engine, kind: str, items: list[tuple[BaseRef, str]], rng:
             else:
                 s = engine.segmentation(base, aug, rng, recipe.seg_size)
             samples.append(s)
-            labels.append(_aug_label(s, aug))
+            labels.append(aug)
         else:
             s = engine.tracking_crop(base, rng, recipe.track_size, recipe.track_margin)
             if aug == "cutout":
@@ -336,6 +346,7 @@ def build_dataset(out: str, engine: Engine, recipe: Recipe | None = None, *, see
     elif resume and any(n.endswith(".npz") for n in os.listdir(out)):
         log(f"resuming {out}: no manifest yet, keeping the complete shards found")
 
+    engine.configure(recipe)
     plans = {}
     for kind in recipe.kinds:
         if kind not in KINDS:
@@ -373,7 +384,7 @@ def build_dataset(out: str, engine: Engine, recipe: Recipe | None = None, *, see
                     if bar is not None:
                         bar.update(b - a)
                 else:
-                    arrays = make_shard(engine, kind, items[a:b], shard_rng(seed, kind, split, index), recipe, bar)
+                    arrays = make_shard(engine, kind, split, items[a:b], shard_rng(seed, kind, split, index), recipe, bar)
                     write_shard(path, arrays)
                     report.written += 1
                     report.samples += b - a
@@ -442,3 +453,200 @@ def manifest_licenses(folder: str, files: set | None = None) -> dict:
             text = (row.get("license") or "unknown").strip() or "unknown"
             out[text] = out.get(text, 0) + 1
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+# ------------------------------------------------------------------------------------- the project's engine
+class ProjectEngine(Engine):
+    """Sources and augmentations of the project (issue 3): teacher-labelled real faces (`real.py`, split by
+    identity with `splits.py`), textured synthetic renders (`synth.py` + `texture.py`), and the paper's
+    augmentations (`augment.py` + `occluders.py`). Missing folders (faces/occluders/backgrounds = None) fall back
+    to procedural textures, occluders and backgrounds.
+
+    `label_missing=False` (the default) uses only the real labels already in the cache (`cache_dir/real_labels`):
+    labelling new files needs the teacher and takes minutes per clip (benchmarks/label_real_faces.py)."""
+
+    name = "project-v1"
+
+    def __init__(self, faces: str | None = None, occluders: str | None = None, backgrounds: str | None = None,
+                 rig_path: str | None = None, cache_dir: str | None = None, image_size: int = 160,
+                 label_missing: bool = False, log=print):
+        from .augment import load_backgrounds  # noqa: PLC0415
+        from .occluders import OccluderLibrary  # noqa: PLC0415
+        from ..rig.model import load_rig  # noqa: PLC0415
+
+        self.faces, self.occluders_dir, self.backgrounds_dir = faces, occluders, backgrounds
+        self.cache_dir = cache_dir or os.path.join(ROOT, "cache")
+        self.render_size = int(image_size)
+        self.log = log
+        self.rig = load_rig(rig_path)
+        self.backgrounds = load_backgrounds(backgrounds, max_side=360) if backgrounds else []
+        self.occluders = OccluderLibrary.from_dir(occluders, cache_dir=os.path.join(self.cache_dir, "occluders")) \
+            if occluders else OccluderLibrary()
+        self.labels, self.stats = [], {}
+        if faces:
+            self.labels = self._load_labels(label_missing)
+        self._by_image: dict = {}
+        for i, lb in enumerate(self.labels):
+            self._by_image.setdefault((lb.file, lb.frame), []).append(i)
+        self._textures = None
+        self._synth: dict = {}
+        self._image_key, self._image = None, None
+        pool = [lb.params.expression for lb in self.labels if lb.split == "train"]
+        self.expression_pool = np.array(pool, np.float64) if pool else None
+
+    # --- sources
+    def _load_labels(self, label_missing: bool) -> list:
+        from . import real  # noqa: PLC0415
+
+        if label_missing:
+            labels = real.load_real_labels(self.faces, self.cache_dir, self.rig, stats=self.stats)
+        else:
+            rows = real.read_manifest(self.faces)
+            resolver = real.IdentityResolver(rows)
+            key = real.rig_digest(self.rig)
+            labels, missing = [], 0
+            for row in rows:
+                if row.get("kind") not in ("image", "video"):
+                    continue
+                path = os.path.join(self.faces, row["file"])
+                if not os.path.exists(path):
+                    continue
+                cpath = real.cache_path(self.cache_dir, row["file"], real._file_digest(path), key)
+                if not os.path.exists(cpath):
+                    missing += 1
+                    continue
+                labels += [lb for lb in real.labels_from_arrays(real.load_arrays(cpath), row, resolver)
+                           if lb.accepted]
+            self.stats["unlabelled_files"] = missing
+            if missing:
+                self.log(f"facecap data build: {missing} files of {self.faces} have no cached teacher labels yet; "
+                         "using the labelled ones (label them with benchmarks/label_real_faces.py)")
+        labels = [lb for lb in labels if lb.split in SPLITS]
+        labels.sort(key=lambda lb: (lb.file, lb.frame, lb.face_index))
+        return labels
+
+    def describe(self) -> dict:
+        return {"faces": self.faces, "occluders": self.occluders_dir, "backgrounds": self.backgrounds_dir,
+                "rig": self.rig.name, "real_labels": len(self.labels),
+                "real_identities": len({lb.identity for lb in self.labels}),
+                "textures": len(self.textures),
+                "texture_kind": "real" if self.faces and any(not s.startswith("procedural")
+                                                             for s in self.textures.sources) else "procedural",
+                "backgrounds_loaded": len(self.backgrounds), "occluder_cutouts": self.occluders.counts(),
+                "render_size": self.render_size, **({"label_stats": self.stats} if self.stats else {})}
+
+    def licenses(self) -> dict:
+        out = {}
+        if self.faces:
+            used = {lb.file for lb in self.labels} | {s for s in self.textures.sources
+                                                       if not s.startswith("procedural")}
+            out["faces"] = manifest_licenses(self.faces, used)
+        if self.occluders_dir and self.occluders.counts():
+            out["occluders"] = manifest_licenses(self.occluders_dir)
+        if self.backgrounds_dir and self.backgrounds:
+            out["backgrounds"] = manifest_licenses(self.backgrounds_dir)
+        return out
+
+    @property
+    def textures(self):
+        if self._textures is None:
+            from .texture import build_library, procedural_library  # noqa: PLC0415
+
+            lib = None
+            if self.faces:
+                cached = os.path.join(self.cache_dir, "textures", "real_256.npz")
+                if os.path.exists(cached):
+                    lib = build_library(self.rig, self.faces, cache_path=cached)
+                else:
+                    self.log("facecap data build: no real texture library in cache/textures; using procedural "
+                             "textures (build it with facecap_core.data.texture.build_library)")
+            self._textures = lib if lib is not None and len(lib) else procedural_library(self.rig, 16, seed=0)
+        return self._textures
+
+    def real_bases(self, split: str) -> list[BaseRef]:
+        photos, clips = [], {}
+        for i, lb in enumerate(self.labels):
+            if lb.split != split:
+                continue
+            if lb.kind == "video":
+                clips.setdefault(lb.file, []).append(i)
+            else:
+                photos.append(BaseRef("real-photo", i, lb.identity))
+        frames = []
+        for file in sorted(clips):
+            idx = clips[file]
+            keep = idx if len(idx) <= self._max_video_frames else \
+                [idx[int(k)] for k in np.unique(np.linspace(0, len(idx) - 1, self._max_video_frames).round())]
+            frames += [BaseRef("real-video", i, self.labels[i].identity) for i in keep]
+        return photos + frames
+
+    _max_video_frames = 30
+
+    def configure(self, recipe: Recipe) -> None:
+        self._max_video_frames = recipe.max_video_frames
+
+    def load_real(self, ref: BaseRef) -> FaceSample:
+        from .real import read_frame, real_sample  # noqa: PLC0415
+
+        lb = self.labels[ref.index]
+        key = (lb.file, lb.frame)
+        if key != self._image_key:
+            image = read_frame(os.path.join(self.faces, lb.file), lb.frame)
+            if image is None:
+                raise BuildError(f"cannot read {os.path.join(self.faces, lb.file)} (frame {lb.frame})")
+            self._image_key, self._image = key, image
+        others = [self.labels[i] for i in self._by_image.get(key, []) if i != ref.index]
+        return real_sample(lb, self._image, others=others)
+
+    def synthetic(self, rng, split: str) -> FaceSample:
+        return self._synthetic_faces(split).sample(rng)
+
+    def _synthetic_faces(self, split: str):
+        if split not in self._synth:
+            from .synth import SyntheticFaces  # noqa: PLC0415
+
+            tex = self.textures.for_split(split) if self.faces else self.textures
+            self._synth[split] = SyntheticFaces(self.rig, tex if len(tex) else None, self.backgrounds,
+                                                size=self.render_size)
+        return self._synth[split]
+
+    # --- augmentations
+    def _to_size(self, sample: FaceSample, rng, size: int, margin: float) -> FaceSample:
+        from .augment import random_background, warp_sample  # noqa: PLC0415
+
+        if sample.source == "synthetic":  # already a face crop with a random margin: scale only
+            s = size / sample.image.shape[1]
+            a = np.array([[s, 0, 0.5 * s - 0.5], [0, s, 0.5 * s - 0.5]])
+        else:
+            a = face_crop_affine(sample.landmarks, size, margin)
+        return warp_sample(sample, a, (size, size), background=random_background(rng, self.backgrounds,
+                                                                                  (size, size)))
+
+    def segmentation(self, sample, augmentation, rng, size):
+        from .augment import SegmentationPolicy, augment_for_segmentation  # noqa: PLC0415
+
+        s = self._to_size(sample, rng, size, float(rng.uniform(1.25, 2.3)))
+        choice = {"perturb": "none", "rectangles": "rectangles", "hand": "hand", "occluder": "other"}[augmentation]
+        policy = SegmentationPolicy(occlusion={choice: 1.0})
+        return augment_for_segmentation(s, rng, self.occluders, self.backgrounds, policy)
+
+    def negative(self, rng, size):
+        from .augment import make_negative  # noqa: PLC0415
+
+        return make_negative(rng, self.occluders, self.backgrounds, (size, size))
+
+    def tracking_crop(self, sample, rng, size, margin):
+        from .augment import random_background, warp_sample  # noqa: PLC0415
+
+        return warp_sample(sample, face_crop_affine(sample.landmarks, size, margin), (size, size),
+                           background=random_background(rng, self.backgrounds, (size, size)))
+
+    def perturb(self, params, which, n, rng):
+        from .augment import perturb_shape_params  # noqa: PLC0415
+
+        return perturb_shape_params(params, rng, n, which, expression_pool=self.expression_pool)
+
+    def cutout(self, sample, rng):
+        from .augment import cutout_rectangle  # noqa: PLC0415
+
+        return cutout_rectangle(sample, rng)

@@ -17,8 +17,9 @@ Kinds (design §2, §7):
   perturbs).
 
 Every shard also carries per-sample provenance strings: ``source`` ("real-photo", "real-video", "synthetic",
-"negative" …), ``augmentation`` (e.g. "perturb", "perturb+rectangles", "hand") and ``subject`` (the identity key
-used by the split). Shards are written atomically (temp file + rename) and never hold pickled objects.
+"negative"), ``augmentation`` (the recipe's category: segmentation "perturb", "rectangles", "hand", "occluder",
+"negative"; tracking "perturb", "cutout"), ``ops`` (what was applied, e.g. "crop_jitter+hand+color_jitter") and
+``subject`` (the identity key used by the split). Shards are written atomically (temp file + rename) and never hold pickled objects.
 
 `Dataset(dir)` validates the manifest and gives sizes, random access and batched iteration (NumPy); `.torch()`
 wraps one kind/split as a `torch.utils.data.Dataset` (torch is imported only then).
@@ -39,7 +40,7 @@ VERSION = 1
 MANIFEST = "manifest.json"
 KINDS = ("segmentation", "tracking")
 SPLITS = ("train", "val", "test")
-PROVENANCE_FIELDS = ("source", "augmentation", "subject")
+PROVENANCE_FIELDS = ("source", "augmentation", "subject", "ops")
 COMMON_FIELDS = ("image", "mask", "landmarks", "visible", "is_negative") + PROVENANCE_FIELDS
 TRACKING_FIELDS = COMMON_FIELDS + ("rotation", "translation", "expression", "identity", "focal", "image_size",
                                    "crop_affine", "init_rotation", "init_translation", "init_expression",
@@ -410,7 +411,10 @@ def contact_sheet(batch: dict, *, columns: int = 8, tile: int = 160) -> np.ndarr
         src = str(batch["source"][i]) + (" NEG" if batch["is_negative"][i] else "")
         cv2.putText(sheet, src[:26], (x + 3, y + tile + 10), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (230, 230, 230), 1,
                     cv2.LINE_AA)
-        cv2.putText(sheet, str(batch["augmentation"][i])[:28], (x + 3, y + tile + 22), cv2.FONT_HERSHEY_SIMPLEX,
+        ops = str(batch["ops"][i]) if "ops" in batch else ""
+        ops = "+".join(o for o in ops.split("+") if o not in ("crop_jitter", "negative_background"))
+        aug = str(batch["augmentation"][i]) + (f": {ops}" if ops else "")
+        cv2.putText(sheet, aug[:30], (x + 3, y + tile + 22), cv2.FONT_HERSHEY_SIMPLEX,
                     0.33, (170, 200, 255), 1, cv2.LINE_AA)
     return sheet
 
