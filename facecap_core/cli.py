@@ -262,10 +262,15 @@ def cmd_data_build(args) -> int:
             folders[name] = path
     recipe = Recipe(kinds=kinds, shard_size=args.shard_size, count_synthetic=args.count_synthetic,
                     max_video_frames=args.max_video_frames, seg_perturbed=args.perturbed,
-                    seg_rectangles=args.perturbed, seg_size=args.seg_size, track_size=args.track_size)
+                    seg_rectangles=args.perturbed, seg_size=args.seg_size, track_size=args.track_size,
+                    reenact_per_photo=args.reenact if folders["faces"] else 0, max_real=args.max_real)
     engine = ProjectEngine(faces=folders["faces"], occluders=folders["occluders"],
                            backgrounds=folders["backgrounds"], rig_path=args.rig, cache_dir=args.cache,
-                           image_size=args.render_size, log=print)
+                           image_size=args.render_size, label_missing=args.label_missing, log=print)
+    d = engine.describe()
+    print(f"sources: {d['real_labels']} real labels ({d['real_identities']} identities), {d['textures']} "
+          f"{d['texture_kind']} textures, {d['backgrounds_loaded'] or 'procedural'} backgrounds, occluder cut-outs "
+          f"{sum(d['occluder_cutouts'].values()) or 'none (procedural only)'}")
     report = build_dataset(args.out, engine, recipe, seed=args.seed, resume=args.resume, limit=args.limit,
                            progress=not args.no_progress, log=print)
     from .data.dataset import Dataset, counts_table
@@ -362,9 +367,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--limit", type=int, default=None, help="at most N samples per kind and split (quick builds)")
     q.add_argument("--seg-size", type=int, default=128)
     q.add_argument("--track-size", type=int, default=160)
-    q.add_argument("--render-size", type=int, default=256, help="synthetic render size before cropping")
+    q.add_argument("--render-size", type=int, default=160, help="synthetic render size before cropping")
+    q.add_argument("--reenact", type=int, default=1, help="re-enactment renders per single-face real photo")
+    q.add_argument("--max-real", type=int, default=None, help="at most N real base samples per split")
+    q.add_argument("--label-missing", action="store_true",
+                   help="run the teacher on faces without cached labels (slow; default: use cached labels only)")
     q.add_argument("--rig", default=None, help="rig file (default: rigs/fw46.npz)")
-    q.add_argument("--cache", default=os.path.join(ROOT, "cache", "teacher"), help="teacher label cache")
+    q.add_argument("--cache", default=os.path.join(ROOT, "cache"),
+                   help="cache folder (real_labels/, teacher/, textures/, occluders/; default: cache)")
     q.add_argument("--resume", action="store_true", help="keep the complete shards already in --out")
     q.add_argument("--no-progress", action="store_true")
     q.set_defaults(func=cmd_data_build)

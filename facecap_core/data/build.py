@@ -3,7 +3,8 @@
 Per split (train / val / test by identity, `splits.py`; real samples of test identities go only to test):
 
     base samples   real photos (every labelled one), real video frames (≤ max_video_frames per clip, evenly
-                   spaced), synthetic renders (count_synthetic, shared 80/10/10 over the splits)
+                   spaced), re-enactments (each single-face photo re-rendered with a new expression,
+                   reenact_per_photo), synthetic renders (count_synthetic, shared 80/10/10 over the splits)
     segmentation   per base sample (paper §4: 8,021 faces → 82,770 perturbed + 82,770 with rectangles +
                    41,380 with hands): `perturb` copies with a random translation/rotation/scale of the crop,
                    as many again with random uniformly coloured rectangles, half as many with a hand,
@@ -65,6 +66,7 @@ class Recipe:
     synthetic_split: tuple = (0.8, 0.1, 0.1)  # train, val, test fractions of the synthetic renders
     max_video_frames: int = 30  # per clip, evenly spaced over the labelled frames
     max_real: int | None = None  # cap on real base samples per split (None = all)
+    reenact_per_photo: int = 1  # re-enactment renders per single-face real photo (synth.reenact), 0 = none
     seg_perturbed: int = 1  # translation/rotation/scale-perturbed copies per base sample
     seg_rectangles: int = 1  # copies with random uniformly coloured rectangles
     seg_hands: float = 0.5  # copies with a composited hand
@@ -92,9 +94,10 @@ class Recipe:
 @dataclass(frozen=True)
 class BaseRef:
     """One base sample of the plan: a real label (index into the engine's sorted list) or synthetic render k."""
-    source: str  # "real-photo", "real-video", "synthetic", "negative"
+    source: str  # "real-photo", "real-video", "synthetic", "synthetic-reenact", "negative"
     index: int
     subject: str = ""
+    copy: int = 0  # k-th base made from the same label (re-enactments)
 
 
 # ----------------------------------------------------------------------------------------------- the plan
@@ -146,6 +149,13 @@ class Engine:
 
     def real_bases(self, split: str) -> list[BaseRef]:
         return []
+
+    def reenact_bases(self, split: str, per_photo: int) -> list[BaseRef]:
+        """Re-enactment bases (a real photo re-rendered with a new expression): none by default."""
+        return []
+
+    def reenact(self, ref: BaseRef, rng) -> FaceSample:
+        raise NotImplementedError
 
     def load_real(self, ref: BaseRef) -> FaceSample:
         raise NotImplementedError
@@ -257,7 +267,12 @@ def make_shard(engine: Engine, kind: str, split: str, items: list[tuple[BaseRef,
     base_key, base = None, None
     for ref, aug in items:
         if ref.source != "negative" and ref != base_key:
-            base = engine.load_real(ref) if ref.source.startswith("real") else engine.synthetic(rng, split)
+            if ref.source.startswith("real"):
+                base = engine.load_real(ref)
+            elif ref.source == "synthetic-reenact":
+                base = engine.reenact(ref, rng)
+            else:
+                base = engine.synthetic(rng, split)
             if ref.subject and not base.identity:
                 base.identity = ref.subject
             base_key = ref
@@ -313,7 +328,8 @@ def _bases_for(engine: Engine, split: str, recipe: Recipe) -> list[BaseRef]:
     for k in np.argsort(-(raw - n))[: recipe.count_synthetic - int(n.sum())]:
         n[k] += 1
     n_synth = int(n[SPLIT_ID[split]]) if engine_has_synthetic(engine) else 0
-    return real + [BaseRef("synthetic", k) for k in range(n_synth)]
+    reenact = list(engine.reenact_bases(split, recipe.reenact_per_photo)) if recipe.reenact_per_photo else []
+    return real + reenact + [BaseRef("synthetic", k) for k in range(n_synth)]
 
 
 def engine_has_synthetic(engine: Engine) -> bool:
@@ -582,21 +598,43 @@ class ProjectEngine(Engine):
 
     _max_video_frames = 30
 
-    def configure(self, recipe: Recipe) -> None:
-        self._max_video_frames = recipe.max_video_frames
+    def reenact_bases(self, split: str, per_photo: int) -> list[BaseRef]:
+        return [BaseRef("synthetic-reenact", i, lb.identity, k) for i, lb in enumerate(self.labels)
+                if lb.split == split and lb.kind == "photo" and lb.n_faces == 1 for k in range(per_photo)]
 
-    def load_real(self, ref: BaseRef) -> FaceSample:
-        from .real import read_frame, real_sample  # noqa: PLC0415
+    def _read(self, lb):
+        from .real import read_frame  # noqa: PLC0415
 
-        lb = self.labels[ref.index]
         key = (lb.file, lb.frame)
         if key != self._image_key:
             image = read_frame(os.path.join(self.faces, lb.file), lb.frame)
             if image is None:
                 raise BuildError(f"cannot read {os.path.join(self.faces, lb.file)} (frame {lb.frame})")
             self._image_key, self._image = key, image
-        others = [self.labels[i] for i in self._by_image.get(key, []) if i != ref.index]
-        return real_sample(lb, self._image, others=others)
+        return self._image
+
+    def reenact(self, ref: BaseRef, rng) -> FaceSample:
+        from types import SimpleNamespace  # noqa: PLC0415
+
+        from ..rig.geometry import quat_to_matrix  # noqa: PLC0415
+
+        lb = self.labels[ref.index]
+        p = lb.params
+        fit = SimpleNamespace(rotation=quat_to_matrix(p.rotation), translation=p.translation, focal=p.focal,
+                              identity=p.identity)
+        return self._synthetic_faces(lb.split).reenact(self._read(lb), lb.teacher, rng, fit=fit,
+                                                       identity_key=lb.identity, source=lb.file)
+
+    def configure(self, recipe: Recipe) -> None:
+        self._max_video_frames = recipe.max_video_frames
+
+    def load_real(self, ref: BaseRef) -> FaceSample:
+        from .real import real_sample  # noqa: PLC0415
+
+        lb = self.labels[ref.index]
+        image = self._read(lb)
+        others = [self.labels[i] for i in self._by_image.get((lb.file, lb.frame), []) if i != ref.index]
+        return real_sample(lb, image, others=others)
 
     def synthetic(self, rng, split: str) -> FaceSample:
         return self._synthetic_faces(split).sample(rng)
@@ -614,7 +652,7 @@ class ProjectEngine(Engine):
     def _to_size(self, sample: FaceSample, rng, size: int, margin: float) -> FaceSample:
         from .augment import random_background, warp_sample  # noqa: PLC0415
 
-        if sample.source == "synthetic":  # already a face crop with a random margin: scale only
+        if sample.source.startswith("synthetic"):  # already a face crop with a random margin: scale only
             s = size / sample.image.shape[1]
             a = np.array([[s, 0, 0.5 * s - 0.5], [0, s, 0.5 * s - 0.5]])
         else:
