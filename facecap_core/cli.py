@@ -266,7 +266,8 @@ def cmd_data_build(args) -> int:
                     reenact_per_photo=args.reenact if folders["faces"] else 0, max_real=args.max_real)
     engine = ProjectEngine(faces=folders["faces"], occluders=folders["occluders"],
                            backgrounds=folders["backgrounds"], rig_path=args.rig, cache_dir=args.cache,
-                           image_size=args.render_size, label_missing=args.label_missing, log=print)
+                           image_size=args.render_size, label_missing=args.label_missing,
+                           stale_labels=args.stale_labels, log=print)
     d = engine.describe()
     print(f"sources: {d['real_labels']} real labels ({d['real_identities']} identities), {d['textures']} "
           f"{d['texture_kind']} textures, {d['backgrounds_loaded'] or 'procedural'} backgrounds, occluder cut-outs "
@@ -372,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--max-real", type=int, default=None, help="at most N real base samples per split")
     q.add_argument("--label-missing", action="store_true",
                    help="run the teacher on faces without cached labels (slow; default: use cached labels only)")
+    q.add_argument("--stale-labels", action="store_true",
+                   help="where the current rig has no cached labels, use those cached for another rig version")
     q.add_argument("--rig", default=None, help="rig file (default: rigs/fw46.npz)")
     q.add_argument("--cache", default=os.path.join(ROOT, "cache"),
                    help="cache folder (real_labels/, teacher/, textures/, occluders/; default: cache)")

@@ -65,7 +65,7 @@ class Recipe:
     count_synthetic: int = 2000  # synthetic base renders over all splits
     synthetic_split: tuple = (0.8, 0.1, 0.1)  # train, val, test fractions of the synthetic renders
     max_video_frames: int = 30  # per clip, evenly spaced over the labelled frames
-    max_real: int | None = None  # cap on real base samples per split (None = all)
+    max_real: int | None = None  # cap on real (and on re-enacted) base samples per split (None = all)
     reenact_per_photo: int = 1  # re-enactment renders per single-face real photo (synth.reenact), 0 = none
     seg_perturbed: int = 1  # translation/rotation/scale-perturbed copies per base sample
     seg_rectangles: int = 1  # copies with random uniformly coloured rectangles
@@ -329,6 +329,8 @@ def _bases_for(engine: Engine, split: str, recipe: Recipe) -> list[BaseRef]:
         n[k] += 1
     n_synth = int(n[SPLIT_ID[split]]) if engine_has_synthetic(engine) else 0
     reenact = list(engine.reenact_bases(split, recipe.reenact_per_photo)) if recipe.reenact_per_photo else []
+    if recipe.max_real is not None:
+        reenact = reenact[:recipe.max_real]
     return real + reenact + [BaseRef("synthetic", k) for k in range(n_synth)]
 
 
@@ -485,7 +487,7 @@ class ProjectEngine(Engine):
 
     def __init__(self, faces: str | None = None, occluders: str | None = None, backgrounds: str | None = None,
                  rig_path: str | None = None, cache_dir: str | None = None, image_size: int = 160,
-                 label_missing: bool = False, log=print):
+                 label_missing: bool = False, stale_labels: bool = False, log=print):
         from .augment import load_backgrounds  # noqa: PLC0415
         from .occluders import OccluderLibrary  # noqa: PLC0415
         from ..rig.model import load_rig  # noqa: PLC0415
@@ -499,6 +501,7 @@ class ProjectEngine(Engine):
         self.occluders = OccluderLibrary.from_dir(occluders, cache_dir=os.path.join(self.cache_dir, "occluders")) \
             if occluders else OccluderLibrary()
         self.labels, self.stats = [], {}
+        self.stale_labels = stale_labels
         if faces:
             self.labels = self._load_labels(label_missing)
         self._by_image: dict = {}
@@ -520,7 +523,7 @@ class ProjectEngine(Engine):
             rows = real.read_manifest(self.faces)
             resolver = real.IdentityResolver(rows)
             key = real.rig_digest(self.rig)
-            labels, missing = [], 0
+            labels, missing, stale = [], 0, 0
             for row in rows:
                 if row.get("kind") not in ("image", "video"):
                     continue
@@ -528,12 +531,19 @@ class ProjectEngine(Engine):
                 if not os.path.exists(path):
                     continue
                 cpath = real.cache_path(self.cache_dir, row["file"], real._file_digest(path), key)
-                if not os.path.exists(cpath):
+                if not os.path.exists(cpath) and self.stale_labels:
+                    cpath = _newest_stale(cpath)
+                    stale += cpath is not None
+                if cpath is None or not os.path.exists(cpath):
                     missing += 1
                     continue
                 labels += [lb for lb in real.labels_from_arrays(real.load_arrays(cpath), row, resolver)
                            if lb.accepted]
             self.stats["unlabelled_files"] = missing
+            self.stats["stale_label_files"] = stale
+            if stale:
+                self.log(f"facecap data build: {stale} files use labels cached for another rig version "
+                         "(--stale-labels): their expression/identity fits belong to that rig")
             if missing:
                 self.log(f"facecap data build: {missing} files of {self.faces} have no cached teacher labels yet; "
                          "using the labelled ones (label them with benchmarks/label_real_faces.py)")
@@ -688,3 +698,13 @@ class ProjectEngine(Engine):
         from .augment import cutout_rectangle  # noqa: PLC0415
 
         return cutout_rectangle(sample, rng)
+
+
+def _newest_stale(cpath: str) -> str | None:
+    """The newest cached label file of the same source file under another key (another rig or label version)."""
+    import glob  # noqa: PLC0415
+
+    stem = os.path.basename(cpath).rsplit("-", 1)[0]
+    found = [p for p in glob.glob(os.path.join(os.path.dirname(cpath), glob.escape(stem) + "-*.npz"))
+             if os.path.basename(p).rsplit("-", 1)[0] == stem]
+    return max(found, key=os.path.getmtime) if found else None
