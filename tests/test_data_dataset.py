@@ -155,6 +155,23 @@ def test_resume_rebuilds_missing_shard_identically(toy_dataset, tmp_path):
     assert Dataset(out).complete and not Dataset(out).verify()
 
 
+def test_resume_rebuilds_shards_whose_inputs_changed(toy_dataset, tmp_path):
+    import shutil
+
+    out = str(tmp_path / "r2")
+    shutil.copytree(toy_dataset, out)
+
+    class Relabelled(ToyEngine):  # the label behind real base 0 changed since the first build
+        def fingerprint(self, ref):
+            return repr(ref) + (":v2" if ref.source == "real-photo" and ref.index == 0 else "")
+
+    rep = B.build_dataset(out, Relabelled(), RECIPE, seed=3, resume=True, progress=False, log=lambda *a: None)
+    ds = Dataset(out)
+    changed = {sh["file"] for k in ds.kinds for s in ds.splits(k) for sh in ds.shards(k, s)
+               if sh["plan"] != {x["file"]: x for x in Dataset(toy_dataset).shards(k, s)}[sh["file"]]["plan"]}
+    assert changed and rep.written == len(changed)  # only the shards holding that base were regenerated
+
+
 def test_existing_dataset_needs_resume_and_same_recipe(toy_dataset):
     with pytest.raises(B.BuildError, match="--resume"):
         B.build_dataset(toy_dataset, ToyEngine(), RECIPE, seed=3, progress=False)

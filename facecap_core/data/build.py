@@ -129,6 +129,16 @@ def shard_ranges(n_items: int, shard_size: int) -> list[tuple[int, int]]:
     return [(i, min(i + shard_size, n_items)) for i in range(0, n_items, shard_size)]
 
 
+def plan_digest(engine: Engine, items: list[tuple[BaseRef, str]]) -> str:
+    """sha1 of a shard's items (base fingerprints and augmentation categories)."""
+    import hashlib  # noqa: PLC0415
+
+    h = hashlib.sha1()
+    for ref, aug in items:
+        h.update(f"{engine.fingerprint(ref)}|{aug}\n".encode())
+    return h.hexdigest()
+
+
 def shard_rng(seed: int, kind: str, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, KIND_ID[kind], SPLIT_ID[split], index])
 
@@ -149,6 +159,11 @@ class Engine:
 
     def real_bases(self, split: str) -> list[BaseRef]:
         return []
+
+    def fingerprint(self, ref: BaseRef) -> str:
+        """What a base sample is made from (file, frame, label version …), so that a resumed build can tell
+        whether a shard on disk was made from the same inputs. Default: the reference itself."""
+        return repr(ref)
 
     def reenact_bases(self, split: str, per_photo: int) -> list[BaseRef]:
         """Re-enactment bases (a real photo re-rendered with a new expression): none by default."""
@@ -348,6 +363,7 @@ def build_dataset(out: str, engine: Engine, recipe: Recipe | None = None, *, see
     mpath = os.path.join(out, MANIFEST)
     header = {"format": FORMAT, "version": VERSION, "seed": int(seed), "recipe": recipe.to_json(),
               "limit": limit, "engine": engine.name}
+    old: dict = {}
     if os.path.exists(mpath):
         import json  # noqa: PLC0415
 
@@ -361,8 +377,10 @@ def build_dataset(out: str, engine: Engine, recipe: Recipe | None = None, *, see
         for key in ("format", "version", "seed", "recipe", "limit", "engine"):
             if old.get(key) != header[key]:
                 raise BuildError(f"cannot resume {out}: its {key} differs from this build's (use another --out)")
-    elif resume and any(n.endswith(".npz") for n in os.listdir(out)):
-        log(f"resuming {out}: no manifest yet, keeping the complete shards found")
+    done = {sh["file"]: sh for k in old.get("kinds", {}).values() for s in k.get("splits", {}).values()
+            for sh in s.get("shards", []) if sh.get("plan")}
+    done = dict(old.get("previous_shards", {}), **done)
+    stale = 0
 
     engine.configure(recipe)
     plans = {}
@@ -380,7 +398,8 @@ def build_dataset(out: str, engine: Engine, recipe: Recipe | None = None, *, see
                          "--count-synthetic)")
 
     manifest = dict(header, created=now_iso(), complete=False, sources=engine.describe(),
-                    licenses=engine.licenses(), non_commercial=is_non_commercial(engine.licenses()), kinds={})
+                    licenses=engine.licenses(), non_commercial=is_non_commercial(engine.licenses()), kinds={},
+                    previous_shards=done)  # until complete: what an interrupted build had, for the next resume
     for kind in recipe.kinds:
         size = recipe.seg_size if kind == "segmentation" else recipe.track_size
         manifest["kinds"][kind] = {"image_size": [size, size], "splits": {}}
@@ -396,7 +415,12 @@ def build_dataset(out: str, engine: Engine, recipe: Recipe | None = None, *, see
             entries, parts = [], []
             for index, (a, b) in enumerate(shard_ranges(len(items), recipe.shard_size)):
                 path = os.path.join(out, shard_name(kind, split, index))
-                if resume and shard_count(path) == b - a:
+                plan = plan_digest(engine, items[a:b])
+                prev = done.get(shard_name(kind, split, index))
+                keep = resume and prev is not None and prev["plan"] == plan and shard_count(path) == b - a \
+                    and file_sha256(path) == prev.get("sha256")
+                stale += bool(resume and prev is not None and not keep and os.path.exists(path))
+                if keep:
                     arrays = read_shard(path)
                     report.skipped += 1
                     if bar is not None:
@@ -409,7 +433,7 @@ def build_dataset(out: str, engine: Engine, recipe: Recipe | None = None, *, see
                 c = shard_counts(arrays)
                 parts.append(c)
                 entries.append({"file": shard_name(kind, split, index), "count": b - a,
-                                "sha256": file_sha256(path)})
+                                "sha256": file_sha256(path), "plan": plan})
                 split_entry = {"count": sum(e["count"] for e in entries), "shards": entries,
                                "counts": merge_counts(parts)}
                 manifest["kinds"][kind]["splits"][split] = split_entry
@@ -420,7 +444,10 @@ def build_dataset(out: str, engine: Engine, recipe: Recipe | None = None, *, see
         if bar is not None:
             bar.close()
     report.seconds = time.perf_counter() - t0
+    if stale:
+        log(f"resume: {stale} shards on disk were made from other inputs (labels changed) and were rebuilt")
     _remove_stale_shards(out, manifest)
+    manifest.pop("previous_shards", None)
     manifest["complete"] = True
     manifest["build_seconds"] = round(report.seconds, 2)
     manifest["counts"] = {k: {s: e["counts"] for s, e in v["splits"].items()} for k, v in manifest["kinds"].items()}
@@ -537,8 +564,10 @@ class ProjectEngine(Engine):
                 if cpath is None or not os.path.exists(cpath):
                     missing += 1
                     continue
-                labels += [lb for lb in real.labels_from_arrays(real.load_arrays(cpath), row, resolver)
-                           if lb.accepted]
+                for lb in real.labels_from_arrays(real.load_arrays(cpath), row, resolver):
+                    if lb.accepted:
+                        lb.meta["cache"] = os.path.basename(cpath)  # names the label file (rig + file digest)
+                        labels.append(lb)
             self.stats["unlabelled_files"] = missing
             self.stats["stale_label_files"] = stale
             if stale:
@@ -547,7 +576,13 @@ class ProjectEngine(Engine):
             if missing:
                 self.log(f"facecap data build: {missing} files of {self.faces} have no cached teacher labels yet; "
                          "using the labelled ones (label them with benchmarks/label_real_faces.py)")
-        labels = [lb for lb in labels if lb.split in SPLITS]
+        bad = [lb for lb in labels if (lb.kind == "video") != (lb.frame >= 0)]
+        if bad:  # e.g. a clip labelled as a still (frame -1): its image cannot be read back consistently
+            self.stats["inconsistent_labels"] = sorted({lb.file for lb in bad})
+            self.log(f"facecap data build: skipping {len(bad)} labels whose kind and frame disagree "
+                     f"({', '.join(sorted({lb.file for lb in bad}))})")
+        bad_ids = {id(lb) for lb in bad}
+        labels = [lb for lb in labels if lb.split in SPLITS and id(lb) not in bad_ids]
         labels.sort(key=lambda lb: (lb.file, lb.frame, lb.face_index))
         return labels
 
@@ -607,6 +642,12 @@ class ProjectEngine(Engine):
         return photos + frames
 
     _max_video_frames = 30
+
+    def fingerprint(self, ref: BaseRef) -> str:
+        if ref.source.startswith("real") or ref.source == "synthetic-reenact":
+            lb = self.labels[ref.index]
+            return f"{ref.source}:{lb.file}:{lb.frame}:{lb.face_index}:{lb.meta.get('cache', '')}:{ref.copy}"
+        return repr(ref)
 
     def reenact_bases(self, split: str, per_photo: int) -> list[BaseRef]:
         return [BaseRef("synthetic-reenact", i, lb.identity, k) for i, lb in enumerate(self.labels)
