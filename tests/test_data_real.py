@@ -232,6 +232,7 @@ def test_label_cache_round_trip(rig, fitrig, tmp_path):
 def test_reject_reasons(rig):
     lm = _landmarks(rig).astype(np.float32)
     rules = R.RejectRules(min_iod_px=30, max_rms_iod=0.05, max_outside=0.25)
+    assert R.DEFAULT_RULES.max_rms_iod <= 0.05
     iod = R._iod(lm)
     assert R.reject_reason(0.5, iod, lm, (220, 240), True, rules) == ""
     assert R.reject_reason(0.06 * iod, iod, lm, (220, 240), True, rules) == "fit_residual"
@@ -285,7 +286,7 @@ def test_teacher_label_real_photo(fitrig, tmp_path):
     row = next(r for r in rows if r["file"] == "images/deepface__img1.jpg")
     arrays = R.label_file(FACES, row, str(tmp_path), fitrig)
     labs = R.labels_from_arrays(arrays, row, R.IdentityResolver(rows))
-    assert labs and labs[0].accepted and labs[0].rms_iod < 0.05
+    assert labs and labs[0].accepted and labs[0].rms_iod < R.DEFAULT_RULES.max_rms_iod
     img = R.read_frame(os.path.join(FACES, row["file"]), -1)
     s = R.real_sample(labs[0], img)
     oval = S.oval_mask(img.shape, labs[0].teacher)
