@@ -46,7 +46,7 @@ DEFAULT_BACKGROUNDS = os.path.join(SHARED, "backgrounds")
 KIND_ID = {k: i for i, k in enumerate(KINDS)}
 SPLIT_ID = {s: i for i, s in enumerate(SPLITS)}
 TRACK_PARAMS = ("expression", "rotation", "translation", "identity", "focal")
-STR_WIDTH = {"source": 16, "augmentation": 16, "subject": 64, "ops": 96}
+STR_WIDTH = {"source": 24, "augmentation": 16, "subject": 64, "ops": 96}
 
 
 class BuildError(DatasetError):
@@ -333,24 +333,24 @@ class BuildReport:
 
 
 def _bases_for(engine: Engine, split: str, recipe: Recipe) -> list[BaseRef]:
-    real = list(engine.real_bases(split))
-    if recipe.max_real is not None:
-        real = real[:recipe.max_real]
+    real = _evenly(list(engine.real_bases(split)), recipe.max_real)
     frac = dict(zip(SPLITS, recipe.synthetic_split))
     # largest-remainder split of count_synthetic, so the three parts add up exactly
     raw = np.array([frac.get(s, 0.0) for s in SPLITS]) * recipe.count_synthetic / max(sum(frac.values()), 1e-9)
     n = np.floor(raw).astype(int)
     for k in np.argsort(-(raw - n))[: recipe.count_synthetic - int(n.sum())]:
         n[k] += 1
-    n_synth = int(n[SPLIT_ID[split]]) if engine_has_synthetic(engine) else 0
+    n_synth = int(n[SPLIT_ID[split]])
     reenact = list(engine.reenact_bases(split, recipe.reenact_per_photo)) if recipe.reenact_per_photo else []
-    if recipe.max_real is not None:
-        reenact = reenact[:recipe.max_real]
+    reenact = _evenly(reenact, recipe.max_real)
     return real + reenact + [BaseRef("synthetic", k) for k in range(n_synth)]
 
 
-def engine_has_synthetic(engine: Engine) -> bool:
-    return getattr(engine, "has_synthetic", True)
+def _evenly(items: list, n: int | None) -> list:
+    """At most n items, evenly spaced over the list (so a cap keeps photos and video frames alike)."""
+    if n is None or len(items) <= n:
+        return items
+    return [items[int(k)] for k in np.unique(np.linspace(0, len(items) - 1, n).round())]
 
 
 def build_dataset(out: str, engine: Engine, recipe: Recipe | None = None, *, seed: int = 0, resume: bool = False,
@@ -426,7 +426,8 @@ def build_dataset(out: str, engine: Engine, recipe: Recipe | None = None, *, see
                     if bar is not None:
                         bar.update(b - a)
                 else:
-                    arrays = make_shard(engine, kind, split, items[a:b], shard_rng(seed, kind, split, index), recipe, bar)
+                    rng = shard_rng(seed, kind, split, index)
+                    arrays = make_shard(engine, kind, split, items[a:b], rng, recipe, bar)
                     write_shard(path, arrays)
                     report.written += 1
                     report.samples += b - a

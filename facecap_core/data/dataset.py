@@ -19,7 +19,8 @@ Kinds (design §2, §7):
 Every shard also carries per-sample provenance strings: ``source`` ("real-photo", "real-video", "synthetic",
 "negative"), ``augmentation`` (the recipe's category: segmentation "perturb", "rectangles", "hand", "occluder",
 "negative"; tracking "perturb", "cutout"), ``ops`` (what was applied, e.g. "crop_jitter+hand+color_jitter") and
-``subject`` (the identity key used by the split). Shards are written atomically (temp file + rename) and never hold pickled objects.
+``subject`` (the identity key used by the split). Shards are written atomically (temp file + rename) and never
+hold pickled objects.
 
 `Dataset(dir)` validates the manifest and gives sizes, random access and batched iteration (NumPy); `.torch()`
 wraps one kind/split as a `torch.utils.data.Dataset` (torch is imported only then).
@@ -129,7 +130,7 @@ def shard_counts(arrays: dict) -> dict:
     for field in ("source", "augmentation"):
         values, counts = np.unique(arrays[field], return_counts=True)
         out[field] = {str(v): int(c) for v, c in zip(values, counts)}
-    out["subjects"] = sorted({str(s) for s in np.unique(arrays["subject"]) if str(s)})
+    out["subjects"] = sorted({str(s) for s in np.unique(arrays["subject"]) if str(s) not in ("", "negative")})
     return out
 
 
