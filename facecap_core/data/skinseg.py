@@ -65,7 +65,8 @@ class SkinSegParams:
     hist_sigma: float = 1.0  # Gaussian smoothing of the histograms, bins
     seed_maha: float = 3.0  # seed pixels further than this (Mahalanobis, cheek/nose colour) are not skin seeds
     pairwise: float = 6.0  # λ of the contrast-sensitive smoothness term (per 4-neighbour edge)
-    prior_inner: float = 1.0  # log-odds in favour of face deep inside the oval
+    prior_inner: float = 2.0  # log-odds in favour of face deep inside the oval (beards, eye-socket shadows)
+    prior_border: float = 0.3  # log-odds in favour of face at the oval border (shadowed jaw lines)
     prior_depth: float = 0.12  # depth (fraction of oval width) at which the prior reaches prior_inner
     skin_cr: tuple = (133.0, 185.0)  # generic skin chroma box (8-bit YCrCb) a seed region must fall in (colour images)
     skin_cb: tuple = (70.0, 130.0)
@@ -288,7 +289,7 @@ def face_mask(image: np.ndarray, landmarks: np.ndarray, params: SkinSegParams = 
         log_bg = _histogram(idx[bg_pix], bins, params.hist_sigma)
     # spatial prior: log-odds for face rising from 0 at the oval border to prior_inner at prior_depth
     depth = cv2.distanceTransform(oval, cv2.DIST_L2, 3) / max(params.work_size, 1)
-    prior = params.prior_inner * np.clip(depth / params.prior_depth, 0.0, 1.0)
+    prior = params.prior_border + (params.prior_inner - params.prior_border) * np.clip(depth / params.prior_depth, 0.0, 1.0)
     ls, lb = log_skin[idx], log_bg[idx]
     unary_face = -(ls + 0.5 * prior)
     unary_bg = -(lb - 0.5 * prior)
