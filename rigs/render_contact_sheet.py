@@ -61,12 +61,17 @@ def contact_sheet(neutral, tris, material, deltas, names, weight=1.0, per_row=5,
     w, h = size
     label_h = 16
     cell_w, cell_h = 3 * w + 8, h + label_h
-    entries = [("neutral", np.zeros_like(neutral))] + [(nm, deltas[i] * weight) for i, nm in enumerate(names)]
+    entries = [("neutral", np.zeros_like(neutral), None)] + [(nm, deltas[i] * weight, None) for i, nm in enumerate(names)]
+    if "LipsTogether" in names and "JawOpen" in names:
+        # ARKit's mouthClose is defined on top of jawOpen: show it (and measure its heat map) there
+        k = 1 + names.index("LipsTogether")
+        jaw = deltas[names.index("JawOpen")] * weight
+        entries[k] = ("LipsTogether (+JawOpen)", entries[k][1], jaw)
     rows = (len(entries) + per_row - 1) // per_row
     sheet = Image.new("RGB", (per_row * cell_w, rows * cell_h), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    for k, (nm, d) in enumerate(entries):
-        v = neutral + d
+    for k, (nm, d, under) in enumerate(entries):
+        v = neutral + d + (0.0 if under is None else under)
         mag = np.linalg.norm(d, axis=1)
         views = [render_view(v, tris, material, size), render_view(v, tris, material, size, yaw_deg=35.0),
                  render_view(v, tris, material, size, tint=mag)]

@@ -122,7 +122,9 @@ def test_jaw_slides_on_turned_head(fr):
     t = np.array([0.0, 0.0, 60.0])
     f = default_focal(SIZE)
     frontal = F.silhouette_vertices(fr, np.eye(3), t, f, SIZE)
-    assert np.array_equal(frontal, fr.jaw_candidates[:, 0])  # frontal: the face-oval vertices themselves
+    # frontal: the chin keeps its face-oval vertices (at the temples a cheek vertex may be the true outline)
+    assert np.array_equal(frontal[4:13], fr.jaw_candidates[4:13, 0])
+    assert all(v in fr.jaw_candidates[j] for j, v in enumerate(frontal))
     turned = F.silhouette_vertices(fr, euler_to_matrix(np.radians(60), 0, 0), t, f, SIZE)
     assert np.sum(turned != frontal) >= 3
     # and the fit of a turned head uses the slid vertices

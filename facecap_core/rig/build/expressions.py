@@ -162,6 +162,31 @@ class _Author:
         return floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * np.clip(x, 0, 1)))
 
 
+def _flipped(neutral: np.ndarray, d: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    def normals(v):
+        return np.cross(v[triangles[:, 1]] - v[triangles[:, 0]], v[triangles[:, 2]] - v[triangles[:, 0]])
+
+    return (normals(neutral) * normals(neutral + d)).sum(1) < 0
+
+
+def _unfold(d: np.ndarray, neutral: np.ndarray, triangles: np.ndarray, pinned=(), max_iter: int = 50) -> np.ndarray:
+    """Mend a shape that turns skin triangles over at weight 1 (near-degenerate slivers, e.g. at the mouth
+    corners, whose vertices move by different amounts): move each folded triangle's free vertices by the
+    triangle's mean displacement — a translation cannot fold it — and repeat while a neighbour folds.
+    ``pinned`` vertices (e.g. the lid contours of EyeBlink, which must land exactly) are left alone."""
+    d = d.copy()
+    pinned = set(np.asarray(pinned, np.int64).tolist())
+    for _ in range(max_iter):
+        bad = np.where(_flipped(neutral, d, triangles))[0]
+        if not len(bad):
+            break
+        for tri in triangles[bad]:
+            free = [v for v in tri if v not in pinned]
+            if free:
+                d[free] = d[tri].mean(0)
+    return d
+
+
 def _lid_profile(k: int = 9) -> np.ndarray:
     return np.sin(np.pi * np.arange(k) / (k - 1)) ** 0.7
 
@@ -346,13 +371,24 @@ def author_expressions(base: RigBase) -> tuple[np.ndarray, dict]:
     d[up_c] = 0.0
     shapes["CheekSquint_L"] = d
 
-    mid = 0.5 * gap[1:-1]
+
+    # ---- no skin triangle may turn over; then mirror the left shapes ----------------------------------------------
+    skin = base.triangles[base.triangle_material == MATERIAL_SKIN]
+    blink_pins = np.r_[up_c, lo_c, iris]
+    for name in list(shapes):
+        shapes[name] = _unfold(shapes[name], n, skin, blink_pins if name == "EyeBlink_L" else ())
+        if not name.endswith("_L") and name not in ("JawLeft", "MouthLeft"):
+            shapes[name] = A.sym(shapes[name])
+    # ARKit's mouthClose: the lips stay sealed while the jaw is open, so LipsTogether closes the gap that the
+    # neutral and the final JawOpen leave together (JawOpen + LipsTogether = closed lips). Like ARKit's target,
+    # it is only meaningful on top of JawOpen (alone the lips press through each other), so it is mended there.
+    jaw_gap = shapes["JawOpen"][il] - shapes["JawOpen"][iu]
+    mid = 0.5 * (gap + jaw_gap)[1:-1]
     d = A.field(iu[1:-1], mid, 1.0) * s_up + A.field(il[1:-1], -mid, 1.0) * s_lo
     d[iu[1:-1]] = mid
     d[il[1:-1]] = -mid
+    d = _unfold(d, n + shapes["JawOpen"], skin, pinned=np.r_[iu, il])  # mend it where it is used
     shapes["LipsTogether"] = A.sym(d)
-
-    # ---- mirror the left shapes -------------------------------------------------------------------------------
     for name in list(shapes):
         if name.endswith("_L"):
             shapes[name[:-2] + "_R"] = A.mirrored(shapes[name])

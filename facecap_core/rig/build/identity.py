@@ -535,3 +535,53 @@ def learn_identity(base, expression_deltas, faces_dir: str, cache_dir: str, n_mo
     Without the teacher or the photos, all modes are anthropometric (and the notes say so)."""
     basis, frac, notes, _ = learn_identity_details(base, expression_deltas, faces_dir, cache_dir, n_modes, **kw)
     return basis, frac, notes
+
+
+# -- the neutral face ----------------------------------------------------------------------------------------
+# A face counts as neutral when every teacher channel except gaze and eye squint is at most this (MediaPipe
+# reads eyeSquint ≈ 0.4 on most relaxed faces, so it is not a usable neutrality cue).
+NEUTRAL_SCORE_LIMIT = 0.3
+_NEUTRAL_EXTRA_CHANNELS = ("mouthClose", "mouthRollLower", "mouthRollUpper", "mouthShrugUpper", "mouthPressLeft",
+                           "mouthPressRight", "mouthDimpleLeft", "mouthDimpleRight", "cheekSquintLeft",
+                           "cheekSquintRight")
+
+
+def learn_neutral(base, faces_dir: str, cache_dir: str, limit: float = NEUTRAL_SCORE_LIMIT, min_identities: int = 10):
+    """The rig's neutral face from real relaxed faces: the teacher's meshes of near-frontal faces whose
+    blendshape scores are all ≤ ``limit`` (gaze and eye squint excepted), similarity-aligned onto the canonical
+    face (so its size is kept), averaged per identity, then over identities, and made exactly symmetric.
+
+    Why: fitting the canonical neutral (lips parted 0.55 cm, narrower eyes) to real relaxed faces needs
+    LipsUpperUp ≈ 0.8 and EyeOpen ≈ 0.55 on *every* frame — a character would never rest. Returns (neutral (478, 3)
+    cm, model frame — only the 468 face vertices are meaningful; the iris rings are re-placed by build_base —
+    or None when there are too few faces, and notes)."""
+    notes = {"method": "mean of the teacher's meshes on relaxed real faces (facecap_core.rig.build.identity."
+                       "learn_neutral)", "score_limit": limit}
+    if not faces_dir or not os.path.exists(os.path.join(faces_dir, "manifest.csv")):
+        notes["kept"] = "canonical (no real faces available)"
+        return None, notes
+    try:
+        items, _, _ = collect_teacher_faces(faces_dir, cache_dir)
+    except ImportError as exc:
+        notes["kept"] = f"canonical (teacher unavailable: {exc})"
+        return None, notes
+    limits = {k: min(v, limit) for k, v in EXPRESSION_LIMITS.items()}
+    limits.update({c: limit for c in _NEUTRAL_EXTRA_CHANNELS})
+    kept, _ = screen_faces(items, limits=limits)
+    groups = [it[0] for it in kept]
+    if len(set(groups)) < min_identities:
+        notes["kept"] = f"canonical (only {len(set(groups))} identities with a relaxed face)"
+        return None, notes
+    meshes = np.array([it[2].landmarks for it in kept], np.float64)
+    z_scale = estimate_z_scale(meshes[:: max(1, len(meshes) // 60)], base.neutral, np.arange(N_FACE))
+    shapes, rms, _ = identity_shapes_from_meshes(meshes, base.neutral, None, z_scale)
+    per_identity = np.array([shapes[[i for i, g in enumerate(groups) if g == gid]].mean(0)
+                             for gid in sorted(set(groups))])
+    mean = per_identity.mean(0)
+    mean = 0.5 * (mean + mirror_shape(mean, base.mirror))
+    notes.update(faces=len(kept), identities=len(set(groups)), z_scale=round(float(z_scale), 4),
+                 alignment_rms_cm_median=round(float(np.median(rms)), 4),
+                 change_vs_canonical_rms_cm=round(_rms(mean[:N_FACE] - base.neutral[:N_FACE]), 4),
+                 inner_lip_gap_cm={"canonical": round(float(np.linalg.norm(base.neutral[14] - base.neutral[13])), 3),
+                                   "learned": round(float(np.linalg.norm(mean[14] - mean[13])), 3)})
+    return mean, notes
