@@ -2,8 +2,8 @@
 
     facecap rig info [--rig PATH]      summary of the face rig
     facecap demo [--out DIR] [--frames N] [--no-blend]
-                                       animate the rig, fit each frame back from its landmarks, write a take,
-                                       a landmark preview and a .blend with the animated rig
+                                       render a sample clip of the rig, fit each frame back from its landmarks,
+                                       write a take, a preview video and a .blend with the animated rig
     facecap data build --out DIR [--seed 0] [--faces D] [--occluders D] [--backgrounds D] [--kinds K,K]
                        [--count-synthetic N] [--max-video-frames N] [--shard-size N] [--limit N] [--resume]
                                        build a versioned training dataset (facecap_core.data.build)
@@ -18,11 +18,8 @@ that do not exist yet exit with status 2.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
-import subprocess
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -76,169 +73,18 @@ def cmd_rig_info(args) -> int:
 
 
 # ------------------------------------------------------------------------------------------------------ demo
-DEMO_SEQUENCE = (("JawOpen",), ("MouthSmile_L", "MouthSmile_R"), ("EyeBlink_L", "EyeBlink_R"), ("BrowsU_C",))
-
-
-def demo_performance(rig, n_frames: int = 60, fps: float = 30.0, image_size=(640, 480)):
-    """A synthetic performance: each group of DEMO_SEQUENCE rises and falls in turn (a sine bump), while the head
-    turns slowly left and right (±20° yaw, a little pitch). Returns expression (N, 46), rotation (N, 4) (w,x,y,z),
-    translation (N, 3) cm, camera frame."""
-    import numpy as np
-
-    from .rig.geometry import euler_to_matrix, matrix_to_quat
-
-    t = np.arange(n_frames) / fps
-    expr = np.zeros((n_frames, len(rig.expression_names)))
-    seg = n_frames / len(DEMO_SEQUENCE)
-    for i in range(n_frames):
-        k = min(int(i // seg), len(DEMO_SEQUENCE) - 1)
-        phase = (i - k * seg) / seg
-        for name in DEMO_SEQUENCE[k]:
-            expr[i, rig.expression_index(name)] = np.sin(np.pi * phase) ** 2
-    duration = n_frames / fps
-    yaw = np.radians(20.0) * np.sin(2 * np.pi * t / duration)
-    pitch = np.radians(5.0) * np.sin(4 * np.pi * t / duration)
-    rot = np.array([matrix_to_quat(euler_to_matrix(y, p, 0.0)) for y, p in zip(yaw, pitch)])
-    trans = np.tile([0.0, 0.0, 55.0], (n_frames, 1))
-    return expr, rot, trans
-
-
-def _load_fit_module():
-    """facecap_core.rig.fit if that module exists yet (it is being written alongside this CLI), else (None, why)."""
-    try:
-        module = importlib.import_module("facecap_core.rig.fit")
-    except ImportError as exc:
-        return None, f"facecap_core.rig.fit is not available ({exc})"
-    missing = [n for n in ("fit_landmarks", "FitRig", "silhouette_vertices") if not hasattr(module, n)]
-    if missing:
-        return None, f"facecap_core.rig.fit has no {', '.join(missing)}"
-    return module, ""
-
-
-def demo_landmarks(rig, expr, rot, trans, focal, size, fit_module=None):
-    """(N, 73, 2) pixel landmarks of the performance. With the fit module, the 17 jaw points are silhouette points
-    (design §4: they slide to the visible contour on a turned head), as the fitter models them."""
-    import numpy as np
-
-    from .rig.geometry import project, quat_to_matrix
-    from .rig.landmarks import JAW
-
-    out = []
-    for x, q, t in zip(expr, rot, trans):
-        R = quat_to_matrix(q)
-        verts = rig.landmark_vertices.copy()
-        if fit_module is not None:
-            verts[list(JAW)] = fit_module.silhouette_vertices(rig, R, t, focal, size, x=x)
-        out.append(project(rig.landmarks3d(x=x, vertices=verts), R, t, focal, size))
-    return np.array(out)
-
-
-def fit_sequence(fit_module, rig, landmarks, size, focal):
-    """Fit every frame with fit_landmarks (identity and focal fixed, warm-started from the previous frame).
-    Returns expression (N, 46), rotation quaternions (N, 4), translation (N, 3) cm, reprojected landmarks (N, 73, 2)."""
-    import numpy as np
-
-    fit_rig = fit_module.FitRig(rig)
-    xs, qs, ts, lms = [], [], [], []
-    x0 = pose0 = None
-    for lm in landmarks:
-        r = fit_module.fit_landmarks(lm, size, fit_rig, f=focal, fix_identity=True, fix_focal=True, x0=x0,
-                                     pose0=pose0)
-        xs.append(r.expression), qs.append(r.quaternion), ts.append(r.translation), lms.append(r.landmarks2d)
-        x0, pose0 = r.expression, (r.rotation, r.translation)
-    return np.array(xs), np.array(qs), np.array(ts), np.array(lms)
-
-
-def _write_preview(path: str, landmarks, fitted, image_size, fps: float) -> str:
-    """Landmark preview video: ground truth in green, the fit's reprojection in red. Returns the path written."""
-    import cv2
-    import numpy as np
-
-    w, h = image_size
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    if not writer.isOpened():
-        raise CliError(f"cannot write video {path} (OpenCV has no mp4v encoder here)")
-    for i, lm in enumerate(landmarks):
-        img = np.zeros((h, w, 3), np.uint8)
-        for p in lm:
-            cv2.circle(img, (int(round(p[0])), int(round(p[1]))), 2, (0, 200, 0), -1, cv2.LINE_AA)
-        if fitted is not None:
-            for p in fitted[i]:
-                cv2.circle(img, (int(round(p[0])), int(round(p[1]))), 1, (0, 0, 255), -1, cv2.LINE_AA)
-        cv2.putText(img, f"frame {i}", (10, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (200, 200, 200), 1, cv2.LINE_AA)
-        writer.write(img)
-    writer.release()
-    return path
-
-
-def build_blend(rig_path: str, take_path: str, out_path: str, python: str | None = None) -> None:
-    """Run rigs/build_blend.py in a separate Python with bpy (a Blender session stays out of this process)."""
-    script = os.path.join(ROOT, "rigs", "build_blend.py")
-    proc = subprocess.run([python or sys.executable, script, "--rig", rig_path, "--take", take_path,
-                           "--out", out_path], capture_output=True, text=True)
-    if proc.returncode != 0:
-        lines = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if ln.strip()]
-        raise CliError(f"building {out_path} failed: {lines[-1] if lines else 'exit status %d' % proc.returncode}")
-
-
 def cmd_demo(args) -> int:
-    import numpy as np
-
-    from .rig.geometry import default_focal
+    from .demo import DemoError, run_demo
     from .rig.model import DEFAULT_RIG_PATH, load_rig
-    from .take import make_frame, make_take, read_take, write_take
 
     rig_path = os.path.abspath(args.rig or DEFAULT_RIG_PATH)
-    rig = load_rig(rig_path)
-    out = os.path.abspath(args.out)
-    os.makedirs(out, exist_ok=True)
-    fps, size = 30.0, (640, 480)
-    focal = default_focal(size)
-    expr, rot, trans = demo_performance(rig, args.frames, fps, size)
-    fit_module, why = _load_fit_module()
-    landmarks = demo_landmarks(rig, expr, rot, trans, focal, size, fit_module)
-    np.savez_compressed(os.path.join(out, "landmarks.npz"), landmarks=landmarks, expression=expr, rotation=rot,
-                        translation=trans, focal=focal, image_size=np.array(size))
-    print(f"animated {args.frames} frames of {rig.name} ({', '.join('+'.join(g) for g in DEMO_SEQUENCE)}, "
-          f"head turn ±20°); landmarks → {os.path.join(out, 'landmarks.npz')}")
-
-    fitted_expr, fitted_rot, fitted_trans, fitted_lm = expr, rot, trans, None
-    source = "facecap demo: synthetic performance, ground truth (no fitting)"
-    if fit_module is None:
-        print(f"fitting skipped: {why}; the take holds the ground-truth parameters")
-    else:
-        t0 = time.perf_counter()
-        try:
-            fitted_expr, fitted_rot, fitted_trans, fitted_lm = fit_sequence(fit_module, rig, landmarks, size, focal)
-        except Exception as exc:  # the fitting stage is still moving: report it, keep the demo going
-            print(f"fitting skipped: fit_landmarks failed ({exc.__class__.__name__}: {exc})")
-        else:
-            ms = 1000 * (time.perf_counter() - t0) / len(landmarks)
-            err_px = np.linalg.norm(fitted_lm - landmarks, axis=2).mean()
-            err_x = np.abs(fitted_expr - expr).mean()
-            source = "facecap demo: synthetic performance, fitted back from its landmarks"
-            print(f"fitted {len(landmarks)} frames with fit_landmarks ({ms:.1f} ms/frame): landmark error "
-                  f"{err_px:.2f} px, expression error {err_x:.3f} (mean |Δx| over 46)")
-
-    frames = [make_frame(i, i / fps, fitted_expr[i], fitted_rot[i], fitted_trans[i],
-                         landmarks[i] if fitted_lm is None else fitted_lm[i]) for i in range(args.frames)]
-    take_path = os.path.join(out, "take.json")
-    write_take(take_path, make_take(source, fps, size[0], size[1], focal, frames))
-    read_take(take_path)
-    print(f"take → {take_path}")
     try:
-        print(f"preview → {_write_preview(os.path.join(out, 'preview.mp4'), landmarks, fitted_lm, size, fps)}")
-    except (CliError, ImportError) as exc:
-        print(f"preview skipped: {exc}")
-    if not args.no_blend:
-        blend = os.path.join(out, "demo.blend")
-        build_blend(rig_path, take_path, blend, args.python)
-        print(f"blend → {blend} (object FaceRig, {len(rig.expression_names)} shape keys, animated; camera "
-              "FacecapCamera)")
+        run_demo(load_rig(rig_path), rig_path, os.path.abspath(args.out), args.frames, not args.no_blend, args.python)
+    except DemoError as exc:
+        raise CliError(str(exc)) from exc
     return 0
 
 
-# ------------------------------------------------------------------------------------------------------ data
 def cmd_data_build(args) -> int:
     from .data.build import (DEFAULT_BACKGROUNDS, DEFAULT_FACES, DEFAULT_OCCLUDERS, ProjectEngine, Recipe,
                              build_dataset)
