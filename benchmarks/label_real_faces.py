@@ -90,7 +90,7 @@ def main(argv=None):
               f"{sum(lb.accepted for lb in ls):10d}  {dict(rej)}")
     rms = np.array([lb.rms_iod for lb in labels if lb.reason != "fit_failed"])
     rpx = np.array([lb.rms_px for lb in labels if lb.reason != "fit_failed"])
-    print(f"\nfit residual / IOD, all fitted faces: " + ", ".join(
+    print("\nfit residual / IOD, all fitted faces: " + ", ".join(
         f"p{q}={np.percentile(rms, q):.4f}" for q in (10, 50, 90, 95, 98, 99, 100)))
     for lk in ("photo", "video"):
         a = [lb for lb in acc if lb.kind == lk]

@@ -29,8 +29,8 @@ import cv2
 import numpy as np
 
 from ..rig.geometry import matrix_to_quat, quat_to_matrix, rotvec_to_matrix
-from .occluders import (Occluder, OccluderLibrary, _line_kernel, face_frame, face_skin_tone, procedural_glasses,
-                        procedural_hair, procedural_hand, procedural_object, random_rectangle)
+from .occluders import (Occluder, OccluderLibrary, _line_kernel, face_frame, face_skin_tone,
+                        procedural_hand, procedural_object, random_rectangle)
 from .types import FaceSample, ShapeParams
 
 OCCLUDER_ALPHA = 0.5  # alpha above which an occluder hides the face (mask 0, landmark not visible)

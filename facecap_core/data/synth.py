@@ -39,7 +39,7 @@ from numba import njit
 from ..rig import landmarks as L
 from ..rig.fit import FitRig, silhouette_vertices
 from ..rig.geometry import euler_to_matrix, matrix_to_quat
-from ..rig.model import MATERIAL_EYE, MATERIAL_IRIS, MATERIAL_MOUTH, MATERIAL_SKIN, FaceRig
+from ..rig.model import FaceRig
 from .texture import TextureLibrary, procedural_library
 from .types import FaceSample, ShapeParams
 
@@ -364,18 +364,23 @@ class SynthConfig:
 # ------------------------------------------------------------------------------------------------------------------
 # proxy geometry (head, long hair, neck, torso) in the rig's model frame (cm, y down, z away)
 # ------------------------------------------------------------------------------------------------------------------
+def _wrapped_grid_triangles(n_rows: int, n_cols: int) -> np.ndarray:
+    """Triangles of a (n_rows + 1) × n_cols vertex grid whose columns wrap around (a surface of revolution)."""
+    tris = []
+    for a in range(n_rows):
+        for b in range(n_cols):
+            i00, i01 = a * n_cols + b, a * n_cols + (b + 1) % n_cols
+            i10, i11 = (a + 1) * n_cols + b, (a + 1) * n_cols + (b + 1) % n_cols
+            tris += [(i00, i10, i11), (i00, i11, i01)]
+    return np.array(tris, np.int64)
+
+
 def _ellipsoid(n_lat=12, n_lon=20):
     th = np.linspace(0, np.pi, n_lat + 1)  # from top (y = -1) to bottom
     ph = np.linspace(0, 2 * np.pi, n_lon, endpoint=False)
     T, P = np.meshgrid(th, ph, indexing="ij")
     v = np.stack([np.sin(T) * np.sin(P), -np.cos(T), -np.sin(T) * np.cos(P)], -1).reshape(-1, 3)
-    tris = []
-    for a in range(n_lat):
-        for b in range(n_lon):
-            i00, i01 = a * n_lon + b, a * n_lon + (b + 1) % n_lon
-            i10, i11 = (a + 1) * n_lon + b, (a + 1) * n_lon + (b + 1) % n_lon
-            tris += [(i00, i10, i11), (i00, i11, i01)]
-    return v, np.array(tris, np.int64)
+    return v, _wrapped_grid_triangles(n_lat, n_lon)
 
 
 def _cylinder(n_lon=20, n_h=3):
@@ -383,13 +388,7 @@ def _cylinder(n_lon=20, n_h=3):
     hs = np.linspace(-1, 1, n_h + 1)
     H, P = np.meshgrid(hs, ph, indexing="ij")
     v = np.stack([np.sin(P), H, -np.cos(P)], -1).reshape(-1, 3)
-    tris = []
-    for a in range(n_h):
-        for b in range(n_lon):
-            i00, i01 = a * n_lon + b, a * n_lon + (b + 1) % n_lon
-            i10, i11 = (a + 1) * n_lon + b, (a + 1) * n_lon + (b + 1) % n_lon
-            tris += [(i00, i10, i11), (i00, i11, i01)]
-    return v, np.array(tris, np.int64)
+    return v, _wrapped_grid_triangles(n_h, n_lon)
 
 
 def _orient_outward(v, tris, axis_mask=(1, 1, 1)):

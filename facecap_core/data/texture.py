@@ -218,7 +218,6 @@ def procedural_texture(rig: FaceRig, rng: np.random.Generator, size: int = ATLAS
     tex *= (1.0 - 0.12 * np.clip(sock, 0, 3)[..., None])
     # stubble
     if rng.uniform() < 0.2:
-        vv = rig.uv[:, 1]
         yy = np.arange(size)[:, None] / size
         region = np.clip((yy - rig.uv[2, 1]) / 0.05, 0, 1) * np.ones((1, size))
         region *= np.clip(1 - lips * 3, 0, 1) * rng.uniform(0.2, 0.6)

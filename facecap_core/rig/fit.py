@@ -374,7 +374,7 @@ def _energy_terms(res, wn, t, f, x, u, reg: FitWeights) -> float:
 def _lbfgs_step(fr: FitRig, verts, p, wn, R, t, f, c, x, u, fix_identity, fix_focal, reg: FitWeights, maxiter):
     """Bounded L-BFGS-B over x (and u, f/f_in) at fixed pose; returns x, u, f, E, evaluations."""
     n = len(verts)
-    ne, ni = N_EXPRESSIONS, N_IDENTITY
+    ne = N_EXPRESSIONS
     Bsel = fr.basis[verts]  # (N, 3, 96)
     if fix_identity:
         base = fr.neutral[verts] + Bsel[:, :, ne:] @ u

@@ -28,6 +28,7 @@ from scipy.sparse.csgraph import dijkstra
 
 from ...render.raster import vertex_normals
 from .. import landmarks as L
+from ..geometry import rotvec_to_matrix
 from ..model import EXPRESSION_NAMES, MATERIAL_SKIN
 from .base import RigBase, place_iris
 
@@ -59,16 +60,6 @@ def _fall(d: np.ndarray, r: float) -> np.ndarray:
 def _smoothstep(x: np.ndarray, a: float, b: float) -> np.ndarray:
     t = np.clip((np.asarray(x, np.float64) - a) / (b - a), 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
-
-
-def _rot(axis_angle: np.ndarray) -> np.ndarray:
-    r = np.asarray(axis_angle, np.float64)
-    th = np.linalg.norm(r)
-    if th < 1e-12:
-        return np.eye(3)
-    k = r / th
-    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + np.sin(th) * kx + (1 - np.cos(th)) * kx @ kx
 
 
 class _Author:
@@ -242,7 +233,7 @@ def author_expressions(base: RigBase) -> tuple[np.ndarray, dict]:
         target /= np.linalg.norm(target)
         f = np.array([0.0, 0.0, -1.0])
         axis = np.cross(f, target)
-        R = _rot(axis / np.linalg.norm(axis) * np.radians(deg))
+        R = rotvec_to_matrix(axis / np.linalg.norm(axis) * np.radians(deg))
         d = lids(prof * np.asarray(up_lid), prof * np.asarray(lo_lid), r_up=1.0, r_lo=0.8)
         # the ring's image-plane target from the rotation about the eyeball centre; its depth follows the
         # membrane (a rigid rotation would sink it behind the membrane)
@@ -256,7 +247,6 @@ def author_expressions(base: RigBase) -> tuple[np.ndarray, dict]:
 
     # ---- brows ----------------------------------------------------------------------------------------------
     brow_l = np.array(L.BROW_L_UPPER + L.BROW_L_LOWER)
-    brow_all = np.r_[brow_l, A.mirror[brow_l]]
     eye_contours = list(L.EYE_L_UPPER) + list(L.EYE_L_LOWER) + list(L.EYE_R_UPPER) + list(L.EYE_R_LOWER)
     protect_eyes = (1 - _fall(A.geo(eye_contours), 0.7))[:, None]
 
@@ -289,7 +279,7 @@ def author_expressions(base: RigBase) -> tuple[np.ndarray, dict]:
     # ---- jaw --------------------------------------------------------------------------------------------------
     wj = A.jaw_weight()
     hinge = np.array([0.0, JAW_HINGE_YZ[0], JAW_HINGE_YZ[1]])
-    R = _rot(np.array([np.radians(JAW_OPEN_DEG), 0, 0]))
+    R = rotvec_to_matrix(np.array([np.radians(JAW_OPEN_DEG), 0, 0]))
     rotated = (n - hinge) @ R.T + hinge
     shapes["JawOpen"] = A.sym((rotated - n) * wj[:, None])
     shapes["JawFwd"] = A.sym(wj[:, None] * np.array([0, 0, -JAW_FWD_CM]))
