@@ -223,7 +223,6 @@ def procedural_texture(rig: FaceRig, rng: np.random.Generator, size: int = ATLAS
         region *= np.clip(1 - lips * 3, 0, 1) * rng.uniform(0.2, 0.6)
         dots = cv2.GaussianBlur(np.clip(_noise(rng, size, 96), 0, None), (0, 0), 0.8)
         tex *= (1 - 0.3 * (region * dots)[..., None])
-        del vv
     return np.clip(tex * 255, 0, 255).astype(np.uint8)
 
 
