@@ -86,9 +86,9 @@ def cmd_demo(args) -> int:
 
 
 def cmd_data_build(args) -> int:
-    from .data.build import (DEFAULT_BACKGROUNDS, DEFAULT_FACES, DEFAULT_OCCLUDERS, ProjectEngine, Recipe,
-                             build_dataset)
+    from .data.build import ProjectEngine, Recipe, build_dataset
     from .data.dataset import KINDS
+    from .data.paths import DEFAULT_BACKGROUNDS, DEFAULT_FACES, DEFAULT_OCCLUDERS
 
     kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
     bad = [k for k in kinds if k not in KINDS]

@@ -38,11 +38,7 @@ from .dataset import (FORMAT, KINDS, MANIFEST, SPLITS, VERSION, DatasetError, fi
                       read_shard, shard_count, shard_counts, shard_name, write_manifest, write_shard)
 from .types import FaceSample, ShapeParams
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SHARED = os.path.join(os.path.dirname(ROOT), "shared")
-DEFAULT_FACES = os.path.join(SHARED, "faces")
-DEFAULT_OCCLUDERS = os.path.join(SHARED, "occluders")
-DEFAULT_BACKGROUNDS = os.path.join(SHARED, "backgrounds")
+from .paths import CACHE
 KIND_ID = {k: i for i, k in enumerate(KINDS)}
 SPLIT_ID = {s: i for i, s in enumerate(SPLITS)}
 TRACK_PARAMS = ("expression", "rotation", "translation", "identity", "focal")
@@ -521,7 +517,7 @@ class ProjectEngine(Engine):
         from ..rig.model import load_rig  # noqa: PLC0415
 
         self.faces, self.occluders_dir, self.backgrounds_dir = faces, occluders, backgrounds
-        self.cache_dir = cache_dir or os.path.join(ROOT, "cache")
+        self.cache_dir = cache_dir or CACHE
         self.render_size = int(image_size)
         self.log = log
         self.rig = load_rig(rig_path)
@@ -530,6 +526,7 @@ class ProjectEngine(Engine):
             if occluders else OccluderLibrary()
         self.labels, self.stats = [], {}
         self.stale_labels = stale_labels
+        self.label_missing = label_missing
         if faces:
             self.labels = self._load_labels(label_missing)
         self._by_image: dict = {}
@@ -576,7 +573,7 @@ class ProjectEngine(Engine):
                          "(--stale-labels): their expression/identity fits belong to that rig")
             if missing:
                 self.log(f"facecap data build: {missing} files of {self.faces} have no cached teacher labels yet; "
-                         "using the labelled ones (label them with benchmarks/label_real_faces.py)")
+                         "using the labelled ones (to label them: pip install -e .[teacher], then add --label-missing)")
         bad = [lb for lb in labels if (lb.kind == "video") != (lb.frame >= 0)]
         if bad:  # e.g. a clip labelled as a still (frame -1): its image cannot be read back consistently
             self.stats["inconsistent_labels"] = sorted({lb.file for lb in bad})
@@ -617,11 +614,12 @@ class ProjectEngine(Engine):
             lib = None
             if self.faces:
                 cached = os.path.join(self.cache_dir, "textures", "real_256.npz")
-                if os.path.exists(cached):
+                if os.path.exists(cached) or self.label_missing:  # building it needs the teacher
                     lib = build_library(self.rig, self.faces, cache_path=cached)
                 else:
                     self.log("facecap data build: no real texture library in cache/textures; using procedural "
-                             "textures (build it with facecap_core.data.texture.build_library)")
+                             "textures (to build it from the photos: pip install -e .[teacher], then add "
+                             "--label-missing)")
             self._textures = lib if lib is not None and len(lib) else procedural_library(self.rig, 16, seed=0)
         return self._textures
 

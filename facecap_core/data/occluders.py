@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-DEFAULT_OCCLUDER_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))), "shared", "occluders")
+from .paths import DEFAULT_OCCLUDERS as DEFAULT_OCCLUDER_ROOT
+
 
 # Light to dark skin (sRGB), roughly the Monk skin-tone scale plus warm / olive variants.
 _SKIN_PALETTE = np.array([

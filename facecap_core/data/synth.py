@@ -40,6 +40,7 @@ from ..rig import landmarks as L
 from ..rig.fit import FitRig, silhouette_vertices
 from ..rig.geometry import euler_to_matrix, matrix_to_quat
 from ..rig.model import FaceRig
+from .paths import DEFAULT_BACKGROUNDS
 from .texture import TextureLibrary, procedural_library
 from .types import FaceSample, ShapeParams
 
@@ -427,7 +428,7 @@ class _Proxies:
 # ------------------------------------------------------------------------------------------------------------------
 # backgrounds
 # ------------------------------------------------------------------------------------------------------------------
-def load_backgrounds(folder: str = "/work/shared/backgrounds", max_side: int = 360, limit: int | None = None):
+def load_backgrounds(folder: str = DEFAULT_BACKGROUNDS, max_side: int = 360, limit: int | None = None):
     """Real background photos as a list of uint8 RGB arrays (downscaled to ``max_side``); [] when absent."""
     import csv  # noqa: PLC0415
 

@@ -10,7 +10,7 @@ combination of its triangle's teacher landmarks. Texels the photo does not see w
 foreshortened triangles on turned faces) are taken from the mirrored texel (``rig.mirror``) and blended smoothly;
 what neither side sees is inpainted.
 
-Real textures never leave ``cache/`` (design §7): :func:`build_library` writes one npz under ``/work/main/cache``.
+Real textures never leave ``cache/`` (design §7): :func:`build_library` writes one npz under the checkout's gitignored ``cache/``.
 """
 from __future__ import annotations
 
@@ -24,11 +24,11 @@ import numpy as np
 from ..render.raster import rasterize
 from ..rig import landmarks as L
 from ..rig.model import MATERIAL_SKIN, FaceRig
+from .paths import CACHE, DEFAULT_FACES
 
 ATLAS_SIZE = 256
 LIBRARY_VERSION = 1
-DEFAULT_CACHE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                             "cache", "textures")
+DEFAULT_CACHE = os.path.join(CACHE, "textures")
 
 __all__ = ["TextureLibrary", "uv_raster", "texel_attribute", "unwrap_photo", "procedural_texture",
            "procedural_library", "build_library", "skin_tone"]
@@ -285,7 +285,7 @@ def procedural_library(rig: FaceRig, n: int = 16, seed: int = 0, size: int = ATL
                           np.stack([skin_tone(rig, t) for t in tex]))
 
 
-def build_library(rig: FaceRig, faces_dir: str = "/work/shared/faces", cache_path: str | None = None,
+def build_library(rig: FaceRig, faces_dir: str = DEFAULT_FACES, cache_path: str | None = None,
                   size: int = ATLAS_SIZE, max_yaw: float = 40.0, max_pitch: float = 30.0, min_iod: float = 45.0,
                   teacher_cache: str | None = None, progress: bool = False, rebuild: bool = False) -> TextureLibrary:
     """Unwrap every usable photo of ``faces_dir/manifest.csv`` (kind 'image'; one face found; |yaw| ≤ max_yaw,
