@@ -185,6 +185,11 @@ def test_bad_image_size_and_weights_rejected(fr):
         F.fit_landmarks(s["p"], SIZE, fr, landmark_set="70")
     with pytest.raises(ValueError, match="key-frame"):
         F.solve_identity_focal([], SIZE, fr)
+    # a diverged identity/focal solve must not reach OpenCV (whose PnP asserts on such input)
+    with pytest.raises(ValueError, match="focal"):
+        F.fit_landmarks(s["p"], SIZE, fr, f=np.nan, fix_focal=True)
+    with pytest.raises(ValueError, match="NaN/inf"):
+        F.fit_landmarks(s["p"], SIZE, fr, u=np.full(50, np.nan), fix_identity=True)
 
 
 def test_zero_weight_points_are_ignored(fr):

@@ -269,8 +269,13 @@ def _pnp(P: np.ndarray, p: np.ndarray, w: np.ndarray, f: float, c: np.ndarray, R
     use = w > 0
     obj = np.ascontiguousarray(P[use], np.float64).reshape(-1, 1, 3)
     img = np.ascontiguousarray(p[use], np.float64).reshape(-1, 1, 2)
+    if not (np.isfinite(f) and np.all(np.isfinite(obj)) and np.all(np.isfinite(img))):
+        raise ValueError("pose estimation (PnP) got non-finite model points or focal length")
     if R0 is None:
-        ok, rvec, tvec = cv2.solvePnP(obj, img, K, None, flags=cv2.SOLVEPNP_SQPNP)
+        try:
+            ok, rvec, tvec = cv2.solvePnP(obj, img, K, None, flags=cv2.SOLVEPNP_SQPNP)
+        except cv2.error:  # SQPnP asserts on near-degenerate point spreads; EPnP copes or fails cleanly
+            ok = False
         if not ok or tvec[2, 0] <= 0:
             ok, rvec, tvec = cv2.solvePnP(obj, img, K, None, flags=cv2.SOLVEPNP_EPNP)
         if not ok:
