@@ -121,7 +121,9 @@ def _jaw_candidates(vertices: np.ndarray, jaw_vertices: np.ndarray, max_depth_cm
     return out
 
 
-def build_base(canonical: CanonicalMesh) -> RigBase:
+def build_base(canonical: CanonicalMesh, iris_offset=(0.0, 0.0)) -> RigBase:
+    """The rig's base arrays from a canonical mesh. ``iris_offset`` (x, y) cm places the iris centre relative to
+    the middle of the (subject's left) eye opening; the right eye mirrors it."""
     mp = canonical.vertices
     face = mp * np.array([1.0, -1.0, -1.0])  # model frame
     tris = canonical.triangles.copy()
@@ -140,7 +142,7 @@ def build_base(canonical: CanonicalMesh) -> RigBase:
     # the subject's left eye is placed, the right one is its exact mirror image (ring order image right, top,
     # left, bottom: mirroring swaps image right and left)
     contour_l = np.array(sorted(set(L.EYE_L_UPPER) | set(L.EYE_L_LOWER)))
-    ring_l = place_iris(face, tris, material, iris_ring_xy(face[contour_l].mean(0)[:2]))
+    ring_l = place_iris(face, tris, material, iris_ring_xy(face[contour_l].mean(0)[:2] + np.asarray(iris_offset)))
     ring_r = ring_l[[0, 3, 2, 1, 4]] * np.array([-1.0, 1.0, 1.0])
     for iris, upper, lower, ring in ((L.IRIS_R, L.EYE_R_UPPER, L.EYE_R_LOWER, ring_r),
                                      (L.IRIS_L, L.EYE_L_UPPER, L.EYE_L_LOWER, ring_l)):

@@ -554,7 +554,8 @@ def learn_neutral(base, faces_dir: str, cache_dir: str, limit: float = NEUTRAL_S
     Why: fitting the canonical neutral (lips parted 0.55 cm, narrower eyes) to real relaxed faces needs
     LipsUpperUp ≈ 0.8 and EyeOpen ≈ 0.55 on *every* frame — a character would never rest. Returns (neutral (478, 3)
     cm, model frame — only the 468 face vertices are meaningful; the iris rings are re-placed by build_base —
-    or None when there are too few faces, and notes)."""
+    or None when there are too few faces, and notes, whose ``iris_offset_cm`` is the teacher's median iris-centre
+    offset from the middle of the eye opening, for ``build_base``)."""
     notes = {"method": "mean of the teacher's meshes on relaxed real faces (facecap_core.rig.build.identity."
                        "learn_neutral)", "score_limit": limit}
     if not faces_dir or not os.path.exists(os.path.join(faces_dir, "manifest.csv")):
@@ -579,9 +580,20 @@ def learn_neutral(base, faces_dir: str, cache_dir: str, limit: float = NEUTRAL_S
                              for gid in sorted(set(groups))])
     mean = per_identity.mean(0)
     mean = 0.5 * (mean + mirror_shape(mean, base.mirror))
+    # where the teacher puts the iris in the eye opening: on relaxed faces the upper lid covers the top of the
+    # iris, so its centre sits above the middle of the opening (the rig's iris would otherwise need EyeUp)
+    from .. import landmarks as L  # noqa: PLC0415
+
+    contour = np.array(sorted(set(L.EYE_L_UPPER) | set(L.EYE_L_LOWER)))
+    offsets = []
+    for m in meshes:
+        aligned, _ = robust_align(teacher_to_points(m, z_scale), base.neutral, np.arange(N_FACE))
+        offsets.append(aligned[L.IRIS_L[0], :2] - aligned[contour, :2].mean(0))
+    iris_offset = np.median(np.array(offsets), axis=0) * np.array([0.0, 1.0])  # vertical only: gaze is free
     notes.update(faces=len(kept), identities=len(set(groups)), z_scale=round(float(z_scale), 4),
                  alignment_rms_cm_median=round(float(np.median(rms)), 4),
                  change_vs_canonical_rms_cm=round(_rms(mean[:N_FACE] - base.neutral[:N_FACE]), 4),
                  inner_lip_gap_cm={"canonical": round(float(np.linalg.norm(base.neutral[14] - base.neutral[13])), 3),
-                                   "learned": round(float(np.linalg.norm(mean[14] - mean[13])), 3)})
+                                   "learned": round(float(np.linalg.norm(mean[14] - mean[13])), 3)},
+                 iris_offset_cm=[round(float(v), 4) for v in iris_offset])
     return mean, notes

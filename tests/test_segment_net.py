@@ -1,0 +1,234 @@
+"""The two-stream segmentation network: shapes, stream alignment, switches, loss weights, learning, ONNX, files."""
+import os
+import time
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+from facecap_core.segment import ModelFileError, Segmenter  # noqa: E402
+from facecap_core.segment.net import (  # noqa: E402
+    FULL, LITE, LOSS_WEIGHTS, TwoStreamNet, max_unpool, two_stream_loss, upsampler)
+from facecap_core.segment.segmenter import export_onnx, load_model, save_model  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+def _lite(seed=0):
+    torch.manual_seed(seed)
+    return TwoStreamNet(**LITE)
+
+
+def _crops(n, seed=0):
+    """Hand-made crops: a skin-coloured ellipse (face, mask 1) on a random background."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:128, :128]
+    imgs = rng.integers(0, 255, (n, 128, 128, 3)).astype(np.uint8)
+    masks = np.zeros((n, 128, 128), np.uint8)
+    for i in range(n):
+        cx, cy = rng.uniform(50, 78, 2)
+        inside = ((xx - cx) / 34) ** 2 + ((yy - cy) / 44) ** 2 < 1
+        imgs[i][inside] = (200, 150, 120)
+        masks[i][inside] = 1
+    return imgs, masks
+
+
+def test_lite_shapes_train_and_eval():
+    net = _lite().train()
+    x = torch.rand(2, 3, 128, 128)
+    d, f, fused = net(x)
+    assert d.shape == f.shape == fused.shape == (2, 2, 128, 128)
+    net.eval()
+    with torch.no_grad():
+        p = net(x)
+    assert p.shape == (2, 128, 128)
+    assert float(p.min()) >= 0 and float(p.max()) <= 1
+    assert net.channels == [8, 16, 32, 64, 64]
+
+
+def test_full_width_shapes_batch_one():
+    t = time.perf_counter()
+    torch.manual_seed(0)
+    net = TwoStreamNet(**FULL)
+    assert net.channels == [64, 128, 256, 512, 512]
+    assert net.fc6[0].kernel_size == (4, 4) and net.fc6[0].out_channels == 4096
+    assert net.fc7[0].kernel_size == (1, 1)
+    n_params = net.num_parameters()
+    assert 100e6 < n_params < 130e6  # VGG-16 conv trunk + 4×4 fc6 + mirrored decoder
+    net.train()
+    with torch.no_grad():
+        outs = net(torch.rand(1, 3, 128, 128))
+    assert all(o.shape == (1, 2, 128, 128) for o in outs)
+    if time.perf_counter() - t > 30:
+        pytest.skip("full-width forward slower than 30 s on this machine (shapes checked)")
+
+
+def test_trunk_and_fcn_alignment():
+    """pool1..pool5 at 64..4 px; fc6 (4×4 conv) reduces pool5 to 1×1; every FCN upsampler doubles (×8 at the end)
+    with pixel centres aligned: a bilinear-initialised ×s upsampler maps a constant map to the same constant
+    away from the border, and a point at input pixel j peaks at output pixels s·j + s/2 - 1 and s·j + s/2."""
+    net = _lite().eval()
+    with torch.no_grad():
+        fc7, pooled, switches, sizes = net.encode(torch.rand(1, 3, 128, 128))
+    assert [p.shape[-1] for p in pooled] == [64, 32, 16, 8, 4]
+    assert [s.shape for s in switches] == [p.shape for p in pooled]
+    assert fc7.shape[-2:] == (1, 1)
+    for factor in (2, 8):
+        up = upsampler(2, factor)
+        with torch.no_grad():
+            const = up(torch.ones(1, 2, 6, 6))
+            assert const.shape[-1] == 6 * factor
+            interior = const[..., factor:-factor, factor:-factor]
+            assert torch.allclose(interior, torch.ones_like(interior), atol=1e-6)
+            point = torch.zeros(1, 2, 6, 6)
+            point[0, 0, 3, 3] = 1
+            out = up(point)[0, 0]
+        peak = out.max()
+        rows = torch.nonzero(out == peak)[:, 0].unique().tolist()
+        centre = factor * 3 + factor / 2 - 0.5  # centre of input pixel 3 in output pixels
+        assert np.mean(rows) == pytest.approx(centre)
+
+
+def test_switches_unpool_correctly():
+    torch.manual_seed(1)
+    x = torch.randn(2, 3, 8, 8)
+    pooled, idx = torch.nn.MaxPool2d(2, 2, return_indices=True)(x)
+    up = max_unpool(pooled, idx)
+    assert torch.equal(up, F.max_unpool2d(pooled, idx, 2))
+    # every 2×2 window keeps exactly its maximum, in its place
+    win = up.unfold(2, 2, 2).unfold(3, 2, 2).reshape(2, 3, 4, 4, 4)
+    xwin = x.unfold(2, 2, 2).unfold(3, 2, 2).reshape(2, 3, 4, 4, 4)
+    assert torch.equal((win != 0).sum(-1), torch.ones(2, 3, 4, 4, dtype=torch.long))
+    assert torch.equal((win != 0).float().argmax(-1), xwin.argmax(-1))
+    assert torch.equal(win.sum(-1), xwin.max(-1).values)
+
+
+def test_deconv_stream_uses_the_switches():
+    """The DeconvNet output depends on where the pooling maxima were (not only their values): permuting the
+    switches changes the output."""
+    net = _lite().eval()
+    with torch.no_grad():
+        fc7, pooled, switches, sizes = net.encode(torch.rand(1, 3, 128, 128))
+        a = net.deconv_stream(fc7, switches, sizes)
+        flipped = [s ^ 1 for s in switches]  # move each maximum to its horizontal neighbour in the window
+        b = net.deconv_stream(fc7, flipped, sizes)
+    assert a.shape == (1, 2, 128, 128)
+    assert not torch.allclose(a, b)
+
+
+def test_loss_weighting_matches_manual():
+    torch.manual_seed(2)
+    outs = [torch.randn(3, 2, 16, 16) for _ in range(3)]
+    target = torch.randint(0, 2, (3, 16, 16))
+    total, parts = two_stream_loss(outs, target)
+    assert LOSS_WEIGHTS == (0.5, 0.5, 1.0)
+
+    def ce(logits):  # by hand: -log softmax of the true class, mean over pixels
+        logp = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+        return -logp.gather(1, target[:, None]).mean()
+
+    manual = 0.5 * ce(outs[0]) + 0.5 * ce(outs[1]) + 1.0 * ce(outs[2])
+    assert float(total) == pytest.approx(float(manual), rel=1e-5)
+    assert [float(p) for p in parts] == pytest.approx([float(ce(o)) for o in outs], rel=1e-5)
+
+
+def test_sgd_steps_reduce_loss():
+    net = _lite(3).train()
+    imgs, masks = _crops(4, seed=3)
+    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
+    y = torch.from_numpy(masks.astype(np.int64))
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    losses = []
+    for _ in range(10):
+        loss, _ = two_stream_loss(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert np.isfinite(losses).all()
+    assert np.mean(losses[-3:]) < 0.8 * losses[0]
+
+
+def test_save_load_round_trip(tmp_path):
+    net = _lite(4).eval()
+    path = str(tmp_path / "seg.pt")
+    save_model(net, path, {"status": "test"})
+    net2, meta = load_model(path)
+    assert meta == {"status": "test"}
+    x = torch.rand(2, 3, 128, 128)
+    with torch.no_grad():
+        assert torch.equal(net(x), net2(x))
+    seg = Segmenter.load(path, device="cpu")
+    imgs, _ = _crops(3, seed=4)
+    prob = seg.predict(imgs)
+    assert prob.shape == (3, 128, 128) and prob.dtype == np.float32
+    assert seg.predict(imgs[0]).shape == (128, 128)
+
+
+def test_corrupt_missing_and_wrong_version_files(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"this is not a model")
+    with pytest.raises(ModelFileError) as e:
+        Segmenter.load(str(bad))
+    assert str(bad) in str(e.value) and "\n" not in str(e.value)
+    missing = str(tmp_path / "none.pt")
+    with pytest.raises(ModelFileError, match="none.pt"):
+        Segmenter.load(missing)
+    net = _lite()
+    path = str(tmp_path / "v.pt")
+    save_model(net, path)
+    blob = torch.load(path, weights_only=True)
+    blob["version"] = 99
+    torch.save(blob, path)
+    with pytest.raises(ModelFileError, match="version 99"):
+        load_model(path)
+    blob["version"] = 1
+    blob["config"]["width"] = 0.25  # weights no longer fit
+    torch.save(blob, path)
+    with pytest.raises(ModelFileError, match="do not match"):
+        load_model(path)
+    bad_onnx = tmp_path / "bad.onnx"
+    bad_onnx.write_bytes(b"\x00garbage")
+    with pytest.raises(ModelFileError, match="bad.onnx"):
+        Segmenter.load(str(bad_onnx))
+
+
+def test_onnx_matches_torch(tmp_path):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    net = _lite(5)
+    # a few training steps so BatchNorm statistics and weights are not at their initial values
+    imgs, masks = _crops(8, seed=5)
+    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    net.train()
+    for _ in range(3):
+        loss, _ = two_stream_loss(net(x), torch.from_numpy(masks.astype(np.int64)))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+    path = str(tmp_path / "seg.onnx")
+    export_onnx(net, path, {"status": "test"})
+    ort_seg = Segmenter.load(path, threads=1)
+    torch_seg = Segmenter(net, device="cpu")
+    assert ort_seg.backend == "onnxruntime" and ort_seg.meta == {"status": "test"}
+    test_imgs, _ = _crops(5, seed=6)
+    p_ort = ort_seg.predict(test_imgs)
+    p_torch = torch_seg.predict(test_imgs)
+    assert p_ort.shape == p_torch.shape == (5, 128, 128)
+    assert np.abs(p_ort - p_torch).max() < 1e-4
+    assert ((p_ort >= 0.5) == (p_torch >= 0.5)).mean() > 0.999
+    assert ort_seg.predict(test_imgs[:1]).shape == (1, 128, 128)
+
+
+def test_package_import_is_light():
+    import subprocess
+    import sys
+
+    code = "import sys, facecap_core.segment; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.stdout.strip() == "False", out.stderr
