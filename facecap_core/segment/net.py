@@ -1,0 +1,285 @@
+"""The two-stream segmentation network of Saito, Li & Li (ECCV 2016), §3 / Fig. 3 (paper-notes "Segmentation network").
+
+    input (N, 3, 128, 128) float32 RGB in [0, 1]
+      │
+    trunk (VGG-16):   conv1_1..1_2 → pool1 (64²)   conv2_x → pool2 (32²)   conv3_x → pool3 (16²)
+                      conv4_x → pool4 (8²)         conv5_x → pool5 (4²)    (max-pools keep their switches)
+                      fc6 = 4×4 convolution (4² → 1²), fc7 = 1×1 convolution
+      ├─ DeconvNet stream: deconv6 (1² → 4²) → unpool5 (switches of pool5) → deconv5_x → unpool4 → deconv4_x
+      │                    → unpool3 → deconv3_x → unpool2 → deconv2_x → unpool1 → deconv1_x → score (2, 128²)
+      ├─ FCN-8s stream:    score_pool5 (4²) ─up×2→ + score_pool4 (8²) ─up×2→ + score_pool3 (16²) ─up×8→ (2, 128²)
+      │                    (the coarsest prediction comes from pool5, not fc7, as in the paper)
+      └─ fusion: concat(deconv score, fcn score) (4, 128²) → 1×1 conv → (2, 128²) → softmax
+
+Every upsampling is a transposed convolution with kernel 2s, stride s and padding s/2, so output pixel centres
+fall on the input grid's centres scaled by s: each upsampled map aligns with the pooling layer it meets, and no
+cropping offsets (the original FCN's pad-100 trick) are needed. The upsamplers start as bilinear interpolation
+and are learned. The DeconvNet stream's "deconvolution" layers at stride 1 are 3×3 convolutions (a stride-1
+transposed 3×3 convolution is a 3×3 convolution with a flipped kernel: the same function class).
+
+Changes from the paper, both because no ImageNet-pretrained VGG can be downloaded here and the network is trained
+from scratch: BatchNorm after every convolution of the trunk and the DeconvNet stream (``batchnorm=True``; folded
+into the convolutions by onnxruntime at export, so free at inference), and He-normal initialisation instead of
+the paper's Gaussian/VGG init.
+
+`width` scales every channel count (1.0 = the paper's 64-128-256-512-512) and `fc_width` is fc6/fc7's width
+(paper: 4096), so the same class builds the full network and the small CPU one (`LITE`).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+VGG_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))  # (channels, convolutions) per block
+INPUT_SIZE = 128
+NUM_CLASSES = 2  # 0 = non-face, 1 = face (design §5)
+LOSS_WEIGHTS = (0.5, 0.5, 1.0)  # DeconvNet, FCN-8s, fused (paper)
+
+FULL = {"width": 1.0, "fc_width": 4096}
+LITE = {"width": 0.125, "fc_width": 256}  # chosen by measurement: benchmarks/bench_segment_net.py
+
+
+def scaled_channels(channels: int, width: float) -> int:
+    """`channels` × `width`, rounded to a multiple of 4 (at least 4)."""
+    return max(4, int(round(channels * width / 4.0)) * 4)
+
+
+def _conv_block(c_in: int, c_out: int, n: int, batchnorm: bool) -> nn.Sequential:
+    layers = []
+    for i in range(n):
+        layers.append(nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1, bias=not batchnorm))
+        if batchnorm:
+            layers.append(nn.BatchNorm2d(c_out))
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+def _decoder_block(channels: list[int], batchnorm: bool) -> nn.Sequential:
+    """3×3 'deconvolutions' (stride 1) + BN + ReLU through the channel list [c_in, c_1, ..., c_out]."""
+    layers = []
+    for c_in, c_out in zip(channels[:-1], channels[1:]):
+        layers.append(nn.Conv2d(c_in, c_out, 3, padding=1, bias=not batchnorm))
+        if batchnorm:
+            layers.append(nn.BatchNorm2d(c_out))
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+def max_unpool(y: torch.Tensor, switches: torch.Tensor) -> torch.Tensor:
+    """2×2 max-unpooling by the pooling switches: y (N, C, H, W), switches (N, C, H, W) int64 flat indices into
+    the (2H, 2W) plane (as returned by `nn.MaxPool2d(2, 2, return_indices=True)`) → (N, C, 2H, 2W), each value
+    put back where its maximum came from, zeros elsewhere. The same as `F.max_unpool2d(y, switches, 2)`, written
+    as a scatter so that it exports to ONNX (the exporter cannot trace max_unpool2d's output-size check)."""
+    out = torch.zeros_like(y).repeat(1, 1, 2, 2)
+    return out.flatten(2).scatter(2, switches.flatten(2), y.flatten(2)).view_as(out)
+
+
+def upsampler(channels: int, factor: int) -> nn.ConvTranspose2d:
+    """Learned ×`factor` upsampling (kernel 2f, stride f, padding f/2: output size = input size × f, centres
+    aligned), initialised to bilinear interpolation of each channel."""
+    k = 2 * factor
+    up = nn.ConvTranspose2d(channels, channels, k, stride=factor, padding=factor // 2, bias=False)
+    centre = (k - 1) / 2.0
+    og = torch.arange(k, dtype=torch.float32)
+    filt1 = 1 - torch.abs(og - centre) / factor
+    filt = filt1[:, None] * filt1[None, :]
+    with torch.no_grad():
+        up.weight.zero_()
+        for c in range(channels):
+            up.weight[c, c] = filt
+    return up
+
+
+class TwoStreamNet(nn.Module):
+    """Saito et al.'s two-stream network (module docstring). forward(x (N, 3, 128, 128) float32 RGB in [0, 1]):
+    training → (deconv, fcn, fused) logits, each (N, 2, 128, 128); eval → face probability (N, 128, 128)."""
+
+    def __init__(self, width: float = 1.0, fc_width: int = 4096, *, batchnorm: bool = True,
+                 num_classes: int = NUM_CLASSES):
+        super().__init__()
+        self.config = {"width": float(width), "fc_width": int(fc_width), "batchnorm": bool(batchnorm),
+                       "num_classes": int(num_classes)}
+        ch = [scaled_channels(c, width) for c, _ in VGG_BLOCKS]
+        self.channels = ch
+        # ---- trunk
+        blocks, c_in = [], 3
+        for (_, n), c in zip(VGG_BLOCKS, ch):
+            blocks.append(_conv_block(c_in, c, n, batchnorm))
+            c_in = c
+        self.trunk = nn.ModuleList(blocks)
+        self.pool = nn.MaxPool2d(2, 2, return_indices=True)
+        self.fc6 = nn.Sequential(nn.Conv2d(ch[4], fc_width, 4), nn.ReLU(inplace=True))  # 4×4 "fully connected"
+        self.fc7 = nn.Sequential(nn.Conv2d(fc_width, fc_width, 1), nn.ReLU(inplace=True))
+        # ---- DeconvNet stream (mirror of the trunk)
+        deconv6 = [nn.ConvTranspose2d(fc_width, ch[4], 4, bias=not batchnorm)]  # 1² → 4²
+        if batchnorm:
+            deconv6.append(nn.BatchNorm2d(ch[4]))
+        self.deconv6 = nn.Sequential(*deconv6, nn.ReLU(inplace=True))
+        dec = []
+        for b in range(4, -1, -1):  # block 5 .. block 1: n convs, the last one maps to the previous block's width
+            n = VGG_BLOCKS[b][1]
+            c_out = ch[b - 1] if b > 0 else ch[0]
+            dec.append(_decoder_block([ch[b]] * n + [c_out], batchnorm))
+        self.decoder = nn.ModuleList(dec)
+        self.score_deconv = nn.Conv2d(ch[0], num_classes, 1)
+        # ---- FCN-8s stream (coarsest prediction from pool5)
+        self.score_pool5 = nn.Conv2d(ch[4], num_classes, 1)
+        self.score_pool4 = nn.Conv2d(ch[3], num_classes, 1)
+        self.score_pool3 = nn.Conv2d(ch[2], num_classes, 1)
+        self.up_pool5 = upsampler(num_classes, 2)  # 4² → 8² (meets pool4)
+        self.up_pool4 = upsampler(num_classes, 2)  # 8² → 16² (meets pool3)
+        self.up_final = upsampler(num_classes, 8)  # 16² → 128²
+        # ---- fusion
+        self.fuse = nn.Conv2d(2 * num_classes, num_classes, 1)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        nn.init.kaiming_normal_(self.deconv6[0].weight, mode="fan_in", nonlinearity="relu")
+        for m in (self.score_deconv, self.score_pool5, self.score_pool4, self.score_pool3):
+            nn.init.normal_(m.weight, std=0.01)
+            nn.init.zeros_(m.bias)
+        # fusion starts as the average of the two streams' scores
+        with torch.no_grad():
+            self.fuse.weight.zero_()
+            k = self.config["num_classes"]
+            for c in range(k):
+                self.fuse.weight[c, c] = 0.5
+                self.fuse.weight[c, k + c] = 0.5
+            self.fuse.bias.zero_()
+
+    # ------------------------------------------------------------------------------------------------ parts
+    def encode(self, x: torch.Tensor):
+        """Trunk. x (N, 3, 128, 128) → (fc7 (N, F, 1, 1), pooled maps [pool1..pool5], switches [idx1..idx5],
+        pre-pool sizes)."""
+        x = (x - 0.5) * 4.0
+        pooled, switches, sizes = [], [], []
+        for block in self.trunk:
+            x = block(x)
+            sizes.append(x.shape[-2:])
+            x, idx = self.pool(x)
+            pooled.append(x)
+            switches.append(idx)
+        f = self.fc7(self.fc6(x))
+        return f, pooled, switches, sizes
+
+    def deconv_stream(self, fc7, switches, sizes) -> torch.Tensor:
+        y = self.deconv6(fc7)
+        for i, block in enumerate(self.decoder):
+            b = 4 - i
+            y = max_unpool(y, switches[b])
+            y = block(y)
+        return self.score_deconv(y)
+
+    def fcn_stream(self, pooled) -> torch.Tensor:
+        s = self.up_pool5(self.score_pool5(pooled[4])) + self.score_pool4(pooled[3])
+        s = self.up_pool4(s) + self.score_pool3(pooled[2])
+        return self.up_final(s)
+
+    def streams(self, x: torch.Tensor):
+        """Logits of both streams and the fusion: (deconv, fcn, fused), each (N, 2, H, W)."""
+        fc7, pooled, switches, sizes = self.encode(x)
+        d = self.deconv_stream(fc7, switches, sizes)
+        f = self.fcn_stream(pooled)
+        fused = self.fuse(torch.cat([d, f], dim=1))
+        return d, f, fused
+
+    def forward(self, x: torch.Tensor):
+        d, f, fused = self.streams(x)
+        if self.training:
+            return d, f, fused
+        return torch.softmax(fused.float(), dim=1)[:, 1]
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def two_stream_loss(outputs, target: torch.Tensor, weights=LOSS_WEIGHTS):
+    """The paper's loss: Σ w_k · CE(logits_k, target) over (deconv, fcn, fused), w = (0.5, 0.5, 1.0).
+    outputs: three (N, 2, H, W) logits; target (N, H, W) int64 class ids. Returns (total, [ce_deconv, ce_fcn,
+    ce_fused]) with the parts detached."""
+    parts = [F.cross_entropy(o.float(), target) for o in outputs]
+    total = sum(w * p for w, p in zip(weights, parts))
+    return total, [p.detach() for p in parts]
+
+
+def uint8_to_input(crops: torch.Tensor) -> torch.Tensor:
+    """(N, H, W, 3) uint8 RGB → (N, 3, H, W) float32 in [0, 1]."""
+    return crops.permute(0, 3, 1, 2).float().div(255.0)
+
+
+class UInt8Segmenter(nn.Module):
+    """The exported graph: crops (N, 128, 128, 3) uint8 RGB → face probability (N, 128, 128) float32, so an
+    onnxruntime client needs nothing but NumPy."""
+
+    def __init__(self, net: TwoStreamNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        d, f, fused = self.net.streams(uint8_to_input(crops))
+        return torch.softmax(fused, dim=1)[:, 1]
+
+
+def build(config: dict) -> TwoStreamNet:
+    """A TwoStreamNet from a config dict (width, fc_width, batchnorm, num_classes)."""
+    return TwoStreamNet(config.get("width", 1.0), config.get("fc_width", 4096),
+                        batchnorm=config.get("batchnorm", True), num_classes=config.get("num_classes", NUM_CLASSES))
+
+
+def prepare_for_device(net: TwoStreamNet, device: str | torch.device) -> TwoStreamNet:
+    """Move to `device`; channels-last memory on CUDA (used with fp16 autocast, see `autocast`)."""
+    device = torch.device(device)
+    net = net.to(device)
+    if device.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+    return net
+
+
+def autocast(device: str | torch.device):
+    """fp16 autocast on CUDA, a no-op context on the CPU."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def flops_estimate(net: TwoStreamNet, size: int = INPUT_SIZE) -> float:
+    """Multiply-adds of one forward pass at `size`² (convolutions only), in GMAC."""
+    total = 0
+    hooks = []
+
+    def hook(m, inp, out):
+        nonlocal total
+        if isinstance(m, nn.Conv2d):
+            total += out.numel() // out.shape[0] * m.in_channels // m.groups * math.prod(m.kernel_size)
+        elif isinstance(m, nn.ConvTranspose2d):
+            total += inp[0].numel() // inp[0].shape[0] * m.out_channels * math.prod(m.kernel_size)
+
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            hooks.append(m.register_forward_hook(hook))
+    was = net.training
+    net.eval()
+    with torch.no_grad():
+        net(torch.zeros(1, 3, size, size))
+    net.train(was)
+    for h in hooks:
+        h.remove()
+    return total / 1e9

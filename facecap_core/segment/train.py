@@ -1,0 +1,468 @@
+"""Train the two-stream segmentation network (paper-notes "Segmentation network"; design §5, §8).
+
+    python -m facecap_core.segment.train --data out/seg-v1 --out models/segmenter_lite [--width 0.125 --fc-width 256]
+    python -m facecap_core.segment.train --data out/seg-v1 --out models/segmenter_lite --resume      (go on)
+    python -m facecap_core.segment.train --data out/seg-v1 --out models/segmenter_lite --export-only (files now)
+
+The paper's recipe, from scratch (no pretrained VGG can be downloaded here; BatchNorm in the net makes that work):
+
+* loss = 0.5·CE(DeconvNet) + 0.5·CE(FCN-8s) + 1.0·CE(fused) (`net.two_stream_loss`);
+* phase 1: positives only, SGD lr 0.01, momentum 0.9, weight decay 5e-4 (`--iters`, paper 50,000), after a
+  linear warm-up from lr/10 over `--warmup` iterations (insurance against an early blow-up from scratch);
+* phase 2: fine-tuning with negatives at lr 0.001 (`--finetune-iters`, paper 10,000); the dataset holds as many
+  negatives as positives and batches are drawn from both, so about half of each batch is negative;
+* random horizontal flips (image and mask) on top of the dataset's own augmentation;
+* fixed seed: batch order depends only on (seed, phase, epoch), flips on (seed, step), so a resumed run sees
+  the same batches as an uninterrupted one.
+
+Progress: tqdm, a log line every `--log-every` iterations (loss parts, lr, speed) and validation IOU / global /
+ave(face) (design §8, threshold 0.5) on a fixed val subset every `--val-every`. Checkpoints (model, optimiser,
+torch RNG, step, epoch position, history, wall time) go to RUN_DIR/last.ckpt every `--checkpoint-minutes` and at
+the end; `--resume` continues from it. At the end: OUT.pt, OUT.onnx and the model card OUT.md.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+from .segmenter import export_onnx, save_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CHECKPOINT = "last.ckpt"
+
+
+# ------------------------------------------------------------------------------------------------- metrics
+def mask_metrics(prob: np.ndarray, gt: np.ndarray, threshold: float = 0.5) -> dict:
+    """Design §8 on face-containing images, per image then averaged. prob (N, H, W) float face probability,
+    gt (N, H, W) {0, 1}. → {"iou", "global", "ave_face", "n"}. Images whose ground truth has no face pixel are
+    skipped (use `false_face_fraction` for negatives)."""
+    pred = prob >= threshold
+    gt = gt.astype(bool)
+    keep = gt.reshape(len(gt), -1).any(1)
+    pred, gt = pred[keep], gt[keep]
+    if not len(gt):
+        return {"iou": float("nan"), "global": float("nan"), "ave_face": float("nan"), "n": 0}
+    inter = (pred & gt).reshape(len(gt), -1).sum(1)
+    union = (pred | gt).reshape(len(gt), -1).sum(1)
+    acc = (pred == gt).reshape(len(gt), -1).mean(1)
+    rec = inter / gt.reshape(len(gt), -1).sum(1)
+    return {"iou": float(np.mean(inter / np.maximum(union, 1))), "global": float(acc.mean()),
+            "ave_face": float(rec.mean()), "n": int(len(gt))}
+
+
+def false_face_fraction(prob: np.ndarray, threshold: float = 0.5) -> float:
+    """Mean fraction of pixels called face, for images without a face (negatives)."""
+    return float((prob >= threshold).mean()) if len(prob) else float("nan")
+
+
+# ------------------------------------------------------------------------------------------------- data
+def load_val_subset(view, n_pos: int, n_neg: int) -> dict:
+    """Evenly spaced positives and negatives of a split, in memory: {"image", "mask", "is_negative"}."""
+    imgs, masks, negs = [], [], []
+    for b in view.batches(512):
+        imgs.append(b["image"])
+        masks.append(b["mask"])
+        negs.append(b["is_negative"])
+    image, mask, neg = np.concatenate(imgs), np.concatenate(masks), np.concatenate(negs)
+    pos_i, neg_i = np.flatnonzero(~neg), np.flatnonzero(neg)
+    pick = []
+    for idx, n in ((pos_i, n_pos), (neg_i, n_neg)):
+        if len(idx) and n > 0:
+            pick.append(idx[np.unique(np.linspace(0, len(idx) - 1, min(n, len(idx))).round().astype(int))])
+    sel = np.concatenate(pick) if pick else np.zeros(0, int)
+    return {"image": image[sel], "mask": mask[sel], "is_negative": neg[sel]}
+
+
+def epoch_batches(view, batch_size: int, seed: int, phase: int, epoch: int):
+    """One epoch of training batches for `phase` (1: positives only, 2: with negatives), in an order fixed by
+    (seed, phase, epoch)."""
+    rng = np.random.default_rng([seed, phase, epoch])
+    return view.batches(batch_size, rng=rng, drop_last=True, negatives=(phase == 2))
+
+
+def flip_batch(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator):
+    """Mirror a random half of the batch left-right (image (N, H, W, 3), mask (N, H, W))."""
+    f = rng.random(len(image)) < 0.5
+    image, mask = image.copy(), mask.copy()
+    image[f] = image[f, :, ::-1]
+    mask[f] = mask[f, :, ::-1]
+    return image, mask
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+def predict_probs(net, images: np.ndarray, device, batch_size: int = 64) -> np.ndarray:
+    import torch  # noqa: PLC0415
+
+    from .net import autocast, uint8_to_input  # noqa: PLC0415
+
+    was = net.training
+    net.eval()
+    out = []
+    with torch.inference_mode(), autocast(device):
+        for i in range(0, len(images), batch_size):
+            x = uint8_to_input(torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size])).to(device))
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            out.append(net(x).float().cpu().numpy())
+    net.train(was)
+    return np.concatenate(out) if out else np.zeros((0,) + images.shape[1:3], np.float32)
+
+
+def evaluate(net, subset: dict, device) -> dict:
+    prob = predict_probs(net, subset["image"], device)
+    neg = subset["is_negative"]
+    m = mask_metrics(prob[~neg], subset["mask"][~neg])
+    m["neg_face_fraction"] = false_face_fraction(prob[neg])
+    m["n_neg"] = int(neg.sum())
+    return m
+
+
+def hardware() -> str:
+    import torch  # noqa: PLC0415
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    s = f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__} with {torch.get_num_threads()} thread(s)"
+    if torch.cuda.is_available():
+        s += f"; GPU {torch.cuda.get_device_name(0)}"
+    return s
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_torch_save(obj, path: str) -> None:
+    import torch  # noqa: PLC0415
+
+    tmp = path + ".tmp"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------------------- training
+def parse_args(argv=None) -> argparse.Namespace:
+    from .net import LITE  # noqa: PLC0415
+
+    ap = argparse.ArgumentParser(prog="python -m facecap_core.segment.train", description=__doc__.split("\n")[0])
+    ap.add_argument("--data", required=True, help="dataset folder (facecap data build --kinds segmentation)")
+    ap.add_argument("--out", default=os.path.join("models", "segmenter_lite"),
+                    help="model path without extension: writes OUT.pt, OUT.onnx, OUT.md (default models/segmenter_lite)")
+    ap.add_argument("--run-dir", default=None, help="checkpoints and logs (default out/segment-train/<name of OUT>)")
+    ap.add_argument("--width", type=float, default=LITE["width"], help="channel multiplier (1.0 = paper)")
+    ap.add_argument("--fc-width", type=int, default=LITE["fc_width"], help="fc6/fc7 width (paper 4096)")
+    ap.add_argument("--no-batchnorm", action="store_true")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--iters", type=int, default=50000, help="phase 1 iterations, positives only (paper 50,000)")
+    ap.add_argument("--finetune-iters", type=int, default=10000, help="phase 2 iterations with negatives (paper 10,000)")
+    ap.add_argument("--lr", type=float, default=0.01)
+    ap.add_argument("--finetune-lr", type=float, default=0.001)
+    ap.add_argument("--momentum", type=float, default=0.9)
+    ap.add_argument("--weight-decay", type=float, default=5e-4)
+    ap.add_argument("--warmup", type=int, default=500, help="linear warm-up iterations from lr/10")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    ap.add_argument("--log-every", type=int, default=50)
+    ap.add_argument("--val-every", type=int, default=500)
+    ap.add_argument("--val-size", type=int, default=256, help="val positives (and half as many negatives) evaluated")
+    ap.add_argument("--max-minutes", type=float, default=None, help="stop (checkpointed, resumable) after this long")
+    ap.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.ckpt")
+    ap.add_argument("--export-only", action="store_true",
+                    help="write OUT.pt/.onnx/.md from RUN_DIR/last.ckpt now (marked in progress if unfinished)")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    if args.run_dir is None:
+        args.run_dir = os.path.join(ROOT, "out", "segment-train", os.path.basename(args.out))
+    return args
+
+
+class Logger:
+    def __init__(self, path: str):
+        self.f = open(path, "a", buffering=1)
+
+    def __call__(self, msg: str) -> None:
+        line = f"{datetime.datetime.now().strftime('%H:%M:%S')} {msg}"
+        print(line, flush=True)
+        self.f.write(line + "\n")
+
+
+def train(args: argparse.Namespace) -> int:
+    import torch  # noqa: PLC0415
+
+    from ..data.dataset import Dataset  # noqa: PLC0415
+    from .net import TwoStreamNet, autocast, prepare_for_device, resolve_device, two_stream_loss  # noqa: PLC0415
+
+    torch.set_num_threads(max(1, args.threads))
+    os.makedirs(args.run_dir, exist_ok=True)
+    log = Logger(os.path.join(args.run_dir, "train.log"))
+    ckpt_path = os.path.join(args.run_dir, CHECKPOINT)
+    device = resolve_device(args.device)
+    ds = Dataset(args.data)
+    train_view, val_view = ds.view("segmentation", "train"), ds.view("segmentation", "val")
+
+    ckpt = None
+    if args.resume or args.export_only:
+        if not os.path.isfile(ckpt_path):
+            log(f"no checkpoint at {ckpt_path}: {'nothing to export' if args.export_only else 'starting fresh'}")
+            if args.export_only:
+                return 1
+        else:
+            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+            saved = ckpt["args"]
+            for k in ("width", "fc_width", "no_batchnorm", "batch_size", "seed", "lr", "finetune_lr", "momentum",
+                      "weight_decay", "warmup", "iters", "finetune_iters"):
+                if not args.export_only and k in saved and getattr(args, k) != saved[k]:
+                    log(f"resume: --{k.replace('_', '-')} {getattr(args, k)} differs from the checkpoint's "
+                        f"{saved[k]}; using the new value" if k in ("iters", "finetune_iters")
+                        else f"resume: keeping the checkpoint's --{k.replace('_', '-')} {saved[k]}")
+                if k not in ("iters", "finetune_iters") or args.export_only:
+                    setattr(args, k, saved[k])
+
+    torch.manual_seed(args.seed)
+    net = TwoStreamNet(args.width, args.fc_width, batchnorm=not args.no_batchnorm)
+    net = prepare_for_device(net, device)
+    opt = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+    state = {"step": 0, "epoch": {"1": 0, "2": 0}, "batch_in_epoch": 0, "history": [], "train_seconds": 0.0,
+             "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    if ckpt is not None:
+        net.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        state = json.loads(ckpt["state"])
+        log(f"resumed from {ckpt_path} at iteration {state['step']}")
+
+    total_iters = args.iters + args.finetune_iters
+    val_subset = load_val_subset(val_view, args.val_size, args.val_size // 2)
+
+    def save_checkpoint():
+        _atomic_torch_save({"model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+                            "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(),
+                            "state": json.dumps(state), "args": vars(args), "config": dict(net.config)}, ckpt_path)
+
+    if args.export_only:
+        return export(net, args, ds, state, val_view, device, log, finished=state["step"] >= total_iters)
+
+    counts = ds.manifest["kinds"]["segmentation"]["splits"]["train"]["counts"]
+    n_pos = int(counts["total"] - counts["negative"])
+    log(f"training {net.config} ({net.num_parameters():,} parameters) on {device} ({hardware()}); "
+        f"data {args.data}: {len(train_view)} train samples ({n_pos} positives), val subset "
+        f"{len(val_subset['image'])}; iterations {state['step']}/{total_iters} "
+        f"(phase 1 {args.iters}, phase 2 {args.finetune_iters}), batch {args.batch_size}")
+    if state["step"] == 0:
+        m = evaluate(net, val_subset, device)
+        state["history"].append({"step": 0, "val": m})
+        log(f"val at 0: IOU {m['iou']:.3f} global {m['global']:.3f} ave(face) {m['ave_face']:.3f}")
+
+    from tqdm import tqdm  # noqa: PLC0415
+
+    bar = tqdm(total=total_iters, initial=state["step"], disable=args.no_progress, mininterval=10,
+               desc="segment train", dynamic_ncols=True, file=sys.stderr)
+    t_session = t_start = time.time()
+    t_ckpt = time.time()
+    t_log, seen_log = time.time(), 0
+    run_loss = np.zeros(4)
+    net.train()
+    stop = False
+    while state["step"] < total_iters and not stop:
+        phase = 1 if state["step"] < args.iters else 2
+        epoch = state["epoch"][str(phase)]
+        skip = state["batch_in_epoch"] if state.get("phase", phase) == phase else 0
+        state["phase"] = phase
+        epoch_done, n_batches = True, 0
+        for b_i, batch in enumerate(epoch_batches(train_view, args.batch_size, args.seed, phase, epoch)):
+            n_batches += 1
+            if b_i < skip:
+                continue
+            step = state["step"]
+            if (1 if step < args.iters else 2) != phase:
+                epoch_done = False  # phase 1 is over: phase 2 starts its own first epoch
+                break
+            lr = args.lr if phase == 1 else args.finetune_lr
+            if phase == 1 and step < args.warmup:
+                lr = args.lr * (0.1 + 0.9 * step / max(1, args.warmup))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            image, mask = flip_batch(batch["image"], batch["mask"], np.random.default_rng([args.seed, 7, step]))
+            x = torch.from_numpy(image).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = torch.from_numpy(mask.astype(np.int64)).to(device)
+            with autocast(device):
+                outputs = net(x)
+            loss, parts = two_stream_loss(outputs, y)
+            if not torch.isfinite(loss):
+                log(f"non-finite loss at iteration {step} (lr {lr}): stopping; lower --lr or raise --warmup")
+                save_checkpoint()
+                return 1
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            state["step"] = step + 1
+            state["batch_in_epoch"] = b_i + 1
+            run_loss += np.array([float(loss.detach())] + [float(p) for p in parts])
+            seen_log += 1
+            bar.update(1)
+            now = time.time()
+            if state["step"] % args.log_every == 0:
+                avg = run_loss / max(1, seen_log)
+                rate = seen_log / max(1e-9, now - t_log)
+                state["history"].append({"step": state["step"], "loss": round(avg[0], 5), "deconv": round(avg[1], 5),
+                                         "fcn": round(avg[2], 5), "fused": round(avg[3], 5), "lr": lr})
+                log(f"it {state['step']} phase {phase} epoch {epoch} loss {avg[0]:.4f} (deconv {avg[1]:.4f} "
+                    f"fcn {avg[2]:.4f} fused {avg[3]:.4f}) lr {lr:.4g} {rate:.2f} it/s")
+                bar.set_postfix(loss=f"{avg[0]:.3f}")
+                run_loss[:] = 0
+                t_log, seen_log = now, 0
+            if state["step"] % args.val_every == 0 or state["step"] == total_iters:
+                m = evaluate(net, val_subset, device)
+                state["history"].append({"step": state["step"], "val": m})
+                log(f"val at {state['step']}: IOU {m['iou']:.3f} global {m['global']:.3f} "
+                    f"ave(face) {m['ave_face']:.3f} face on negatives {m['neg_face_fraction']:.3f}")
+            if now - t_ckpt > 60 * args.checkpoint_minutes:
+                state["train_seconds"] += now - t_session
+                t_session = now
+                save_checkpoint()
+                t_ckpt = now
+                log(f"checkpoint {ckpt_path} at iteration {state['step']}")
+            if args.max_minutes is not None and now - t_start > 60 * args.max_minutes:
+                stop = True
+            if stop or state["step"] >= total_iters:
+                epoch_done = False
+                break
+        if n_batches == 0:
+            raise RuntimeError(f"{args.data}: no training batches for phase {phase} (batch size {args.batch_size})")
+        if epoch_done:
+            state["epoch"][str(phase)] = epoch + 1
+            state["batch_in_epoch"] = 0
+    bar.close()
+    state["train_seconds"] += time.time() - t_session
+    save_checkpoint()
+    log(f"checkpoint {ckpt_path} at iteration {state['step']} ({state['train_seconds'] / 3600:.2f} h of training)")
+    return export(net, args, ds, state, val_view, device, log, finished=state["step"] >= total_iters)
+
+
+# ------------------------------------------------------------------------------------------------- export
+def export(net, args, ds, state, val_view, device, log, *, finished: bool) -> int:
+    """Write OUT.pt, OUT.onnx and the model card OUT.md; val metrics on the whole val split."""
+    total_iters = args.iters + args.finetune_iters
+    full_val = load_val_subset(val_view, 10 ** 9, 10 ** 9)
+    metrics = evaluate(net, full_val, device)
+    curve = [h for h in state["history"] if "val" in h]
+    status = "trained" if finished else (f"training in progress: {state['step']} of {total_iters} iterations, "
+                                         f"val IOU {metrics['iou']:.3f}")
+    meta = {"status": status, "iterations": state["step"], "planned_iterations": total_iters,
+            "dataset": os.path.abspath(args.data), "dataset_created": ds.manifest.get("created"),
+            "val": metrics, "train_seconds": round(state["train_seconds"], 1)}
+    pt, onnx_path, card = args.out + ".pt", args.out + ".onnx", args.out + ".md"
+    save_model(net, pt, meta)
+    export_onnx(net, onnx_path, meta)
+    write_card(card, args, ds, state, metrics, curve, net, status, [pt, onnx_path])
+    log(f"wrote {pt}, {onnx_path}, {card} ({status}); val IOU {metrics['iou']:.3f} global {metrics['global']:.3f} "
+        f"ave(face) {metrics['ave_face']:.3f} on {metrics['n']} faces; face on negatives "
+        f"{metrics['neg_face_fraction']:.3f}")
+    return 0
+
+
+def write_card(path, args, ds, state, metrics, curve, net, status, files) -> None:
+    from .net import flops_estimate  # noqa: PLC0415
+
+    man = ds.manifest
+    seg = man["kinds"]["segmentation"]["splits"]
+    rel = lambda p: os.path.relpath(os.path.abspath(p), ROOT)  # noqa: E731
+    lines = [f"# Segmenter `{os.path.basename(args.out)}`: two-stream face segmentation network", "",
+             f"**Status: {status}.**", "",
+             "Saito, Li & Li (ECCV 2016) two-stream network (VGG-16-style trunk, fc6 as a 4×4 convolution, fc7; "
+             "DeconvNet stream unpooling by the pooling switches; FCN-8s stream from pool5 fused with pool4 and "
+             "pool3 scores; concatenation, 1×1 fusion, softmax). Code: `facecap_core/segment/net.py`.", "",
+             "## Network", "",
+             f"- width {net.config['width']} (channels {'-'.join(str(c) for c in net.channels)}; paper "
+             f"64-128-256-512-512), fc6/fc7 width {net.config['fc_width']} (paper 4096), BatchNorm "
+             f"{'on' if net.config['batchnorm'] else 'off'} (training from scratch)",
+             f"- {net.num_parameters():,} parameters, {flops_estimate(net):.3f} GMAC per 128×128 crop",
+             "- input: 128×128 RGB crop (uint8 in the ONNX graph); output: face probability 128×128 "
+             "(1 = face, design §5)", "",
+             "## Data", "",
+             f"Dataset `{rel(args.data)}` (facecap-dataset v{man.get('version')}, seed {man.get('seed')}, created "
+             f"{man.get('created')}, recipe {json.dumps(man.get('recipe', {}), sort_keys=True)}).", "",
+             "| split | samples | negatives | subjects | by source |", "|---|---|---|---|---|"]
+    for split in ("train", "val", "test"):
+        if split in seg:
+            c = seg[split]["counts"]
+            src = ", ".join(f"{k} {v}" for k, v in sorted(c.get("source", {}).items()))
+            lines.append(f"| {split} | {c['total']} | {c['negative']} | {c.get('subjects', '')} | {src} |")
+    lines += ["", "Licences of the sources (from their manifests; counts of files):", ""]
+    for group, d in man.get("licenses", {}).items():
+        for lic, n in sorted(d.items(), key=lambda kv: -kv[1]):
+            lines.append(f"- {group}: {n} × {lic}")
+    if man.get("non_commercial"):
+        lines += ["", "**Some sources are non-commercial / research-only: so is this model.**"]
+    lines += ["", "## Recipe", "",
+              "- from scratch (no pretrained VGG available offline), He-normal init, bilinear-initialised upsamplers",
+              "- loss 0.5·CE(DeconvNet) + 0.5·CE(FCN-8s) + 1.0·CE(fused)",
+              f"- phase 1 (positives only): SGD lr {args.lr}, momentum {args.momentum}, weight decay "
+              f"{args.weight_decay}, linear warm-up from lr/10 over {args.warmup} iterations, {args.iters} iterations",
+              f"- phase 2 (with negatives, ≈ as many as positives): lr {args.finetune_lr}, {args.finetune_iters} "
+              "iterations",
+              f"- batch {args.batch_size}, random horizontal flips, seed {args.seed}",
+              f"- iterations done: {state['step']} of {args.iters + args.finetune_iters}; training wall time "
+              f"{state['train_seconds'] / 3600:.2f} h",
+              f"- hardware: {hardware()}", "",
+              "## Metrics (val split, network alone, threshold 0.5; design §8)", "",
+              "| faces | IOU | global | ave(face) | face fraction on negatives |", "|---|---|---|---|---|",
+              f"| {metrics['n']} | {metrics['iou']:.3f} | {metrics['global']:.3f} | {metrics['ave_face']:.3f} | "
+              f"{metrics['neg_face_fraction']:.3f} ({metrics['n_neg']} negatives) |", "",
+              "Validation curve (fixed val subset):", "", "| iteration | IOU | global | ave(face) |",
+              "|---|---|---|---|"]
+    for h in curve[-20:]:
+        v = h["val"]
+        lines.append(f"| {h['step']} | {v['iou']:.3f} | {v['global']:.3f} | {v['ave_face']:.3f} |")
+    losses = [h for h in state["history"] if "loss" in h]
+    if losses:
+        lines += ["", "Training loss (weighted sum, mean over the preceding log interval): " + ", ".join(
+            f"{h['step']}: {h['loss']:.3f}" for h in losses[:: max(1, len(losses) // 12)])]
+    cmd = (f"python -m facecap_core.segment.train --data {rel(args.data)} --out {rel(args.out)} --width {args.width} "
+           f"--fc-width {args.fc_width} --batch-size {args.batch_size} --iters {args.iters} --finetune-iters "
+           f"{args.finetune_iters} --seed {args.seed} --threads {args.threads} --run-dir {rel(args.run_dir)}")
+    lines += ["", "## Retrain / resume", "", "```", cmd, cmd + " --resume", "```", "",
+              f"(checkpoint: `{rel(os.path.join(args.run_dir, CHECKPOINT))}`; not committed)", "", "## Files", ""]
+    for f in files:
+        lines.append(f"- `{rel(f)}`: {os.path.getsize(f) / 1e6:.2f} MB, sha256 {_sha256(f)[:16]}…")
+    with open(path + ".tmp", "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    os.replace(path + ".tmp", path)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        return train(args)
+    except KeyboardInterrupt:
+        print("interrupted (resume with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
