@@ -10,7 +10,10 @@
     facecap data show DIR [--kind K] [--split S] [--n 64] --out SHEET.png
                                        contact sheet: image, mask tint, landmarks (green visible, red occluded)
     facecap data info DIR              the dataset manifest's counts table
-    facecap track | segment | serve | bench   (parsed; not implemented yet)
+    facecap segment INPUT --out DIR [--no-graphcut] [--model PATH] [--device auto|cpu|cuda]
+                                       one PNG face mask per frame (255 = face) of an image, a folder/glob of
+                                       images or a video (facecap_core.segment.run)
+    facecap track | serve | bench      (parsed; not implemented yet)
 
 Expected errors (missing or corrupt files, no bpy) print one line on stderr and exit with status 1; commands
 that do not exist yet exit with status 2.
@@ -25,7 +28,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 NOT_IMPLEMENTED = {  # command → the stage it waits for (README "Status")
     "track": "tracking: detection → segmentation → DDE regressor → take",
-    "segment": "segmentation: two-stream CNN + graph cut",
     "serve": "engine service for a remote client",
     "bench": "per-stage benchmarks",
 }
@@ -152,6 +154,30 @@ def cmd_data_info(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------------------------- segment
+def cmd_segment(args) -> int:
+    from .detect import DetectorError, FaceDetector
+    from .segment import ModelFileError
+    from .segment.graphcut import GraphCutRefiner
+    from .segment.run import InputError, load_segmenter, open_source, segment_source
+
+    try:
+        source = open_source(args.input)
+        if not os.path.isfile(args.model):
+            raise CliError(f"segmenter model not found: {args.model} (train one with python -m "
+                           "facecap_core.segment.train, or pass --model PATH)")
+        segmenter = load_segmenter(args.model, args.device)
+        detector = FaceDetector()
+        refiner = None if args.no_graphcut else GraphCutRefiner()
+        report = segment_source(source, args.out, segmenter, detector, refiner, progress=not args.no_progress)
+    except (InputError, ModelFileError, DetectorError) as exc:
+        raise CliError(str(exc)) from exc
+    held = f", {report.held} on the previous frame's box" if report.held else ""
+    print(f"facecap segment: {report.frames} masks → {args.out} (face found in {report.with_face}{held}; graph cut "
+          f"{'off' if args.no_graphcut else 'on'}; {1e3 * report.seconds / max(report.frames, 1):.1f} ms/frame)")
+    return 0
+
+
 def cmd_not_implemented(args) -> int:
     print(f"facecap {args.command}: not implemented yet: see issue \"{NOT_IMPLEMENTED[args.command]}\" "
           "(README, Status)", file=sys.stderr)
@@ -174,9 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_not_implemented)
 
     p = sub.add_parser("segment", help="write one PNG face mask per frame (255 = face)")
-    p.add_argument("input")
+    p.add_argument("input", help="an image, a folder or glob of images, or a video file")
     p.add_argument("--out", required=True, metavar="DIR")
-    p.set_defaults(func=cmd_not_implemented)
+    p.add_argument("--model", default=os.path.join(ROOT, "models", "segmenter_lite.pt"),
+                   help="segmenter model, .pt or .onnx (default: models/segmenter_lite.pt)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--no-graphcut", action="store_true", help="threshold the network's probability at 0.5 instead")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_segment)
 
     p = sub.add_parser("serve", help="run the engine as a service for a remote client")
     p.add_argument("--host", default="127.0.0.1")

@@ -50,7 +50,7 @@ def test_corrupt_rig_is_one_line_error(tmp_path):
     assert_one_line_error(run_cli("demo", "--rig", str(bad), "--out", str(tmp_path / "o")), "corrupt", str(bad))
 
 
-@pytest.mark.parametrize("argv", [["track", "clip.mp4", "--out", "t.json"], ["segment", "clip.mp4", "--out", "m"],
+@pytest.mark.parametrize("argv", [["track", "clip.mp4", "--out", "t.json"],
                                   ["serve"], ["bench", "clip.mp4"]])
 def test_planned_commands_say_not_implemented(argv, capsys):
     assert main(argv) == 2

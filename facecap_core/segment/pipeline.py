@@ -1,0 +1,83 @@
+"""The per-frame segmentation path (the paper's Fig. 1, left half): detection (or a given crop box) → 128×128 crop →
+network → graph cut → bilinear paste-back into the full frame.
+
+    mask, info = segment_frame(image_rgb, detector, segmenter, refiner)
+
+`segmenter` is anything with `predict(crops uint8 (N, 128, 128, 3)) -> prob (N, 128, 128) float32` (the
+two-stream CNN's `Segmenter`, or a stand-in), or such a callable itself. `refiner` is a `GraphCutRefiner` (or
+None: threshold the probability at 0.5, the network output of the paper's Table 1).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..detect.viola_jones import CROP_SIZE, crop_affine, crop_box, crop_image, paste_back
+
+
+@dataclass
+class FrameInfo:
+    """What happened to one frame. box: the face box used (x, y, w, h) or None; square: the crop (cx, cy, side);
+    affine: (2, 3) image px → crop px; prob: the network's (128, 128) face probability; crop_mask: the (128, 128)
+    bool mask after the graph cut / threshold; ms: milliseconds per stage."""
+
+    face_found: bool
+    box: np.ndarray | None = None
+    square: np.ndarray | None = None
+    affine: np.ndarray | None = None
+    crop: np.ndarray | None = None
+    prob: np.ndarray | None = None
+    crop_mask: np.ndarray | None = None
+    ms: dict = field(default_factory=dict)
+
+
+def predict_fn(segmenter):
+    """The `crops → prob` callable of a segmenter object (its `predict`) or of a plain callable."""
+    fn = getattr(segmenter, "predict", segmenter)
+    if not callable(fn):
+        raise TypeError(f"segmenter {segmenter!r} has no predict() and is not callable")
+    return fn
+
+
+def segment_crop(crop: np.ndarray, segmenter, refiner=None) -> tuple[np.ndarray, np.ndarray]:
+    """One 128×128 RGB crop → (prob (128, 128) float32, mask (128, 128) bool)."""
+    prob = np.asarray(predict_fn(segmenter)(crop[None]), np.float32)[0]
+    mask = refiner.refine(prob, crop) if refiner is not None else prob > 0.5
+    return prob, mask
+
+
+def segment_frame(image: np.ndarray, detector, segmenter, refiner=None, box=None,
+                  size: int = CROP_SIZE) -> tuple[np.ndarray, FrameInfo]:
+    """Full-frame face mask of one image.
+
+    image (H, W, 3) uint8 RGB; detector: `detect(image) -> (N, 4) boxes`, largest first (used when box is None);
+    box: (x, y, w, h) face box in image px to use instead of detecting (e.g. the tracker's projected model).
+    Returns (mask (H, W) uint8, 255 = face, all 0 when no face is found; FrameInfo)."""
+    h, w = image.shape[:2]
+    ms = {}
+    t0 = time.perf_counter()
+    if box is None:
+        boxes = detector.detect(image) if detector is not None else np.zeros((0, 4))
+        ms["detect"] = 1e3 * (time.perf_counter() - t0)
+        if len(boxes) == 0:
+            return np.zeros((h, w), np.uint8), FrameInfo(face_found=False, ms=ms)
+        box = boxes[0]
+    box = np.asarray(box, np.float64)
+    square = crop_box(box, (w, h))
+    affine = crop_affine(square, size)
+    t1 = time.perf_counter()
+    crop = crop_image(image, affine, size)
+    ms["crop"] = 1e3 * (time.perf_counter() - t1)
+    t2 = time.perf_counter()
+    prob = np.asarray(predict_fn(segmenter)(crop[None]), np.float32)[0]
+    ms["net"] = 1e3 * (time.perf_counter() - t2)
+    t3 = time.perf_counter()
+    crop_mask = refiner.refine(prob, crop) if refiner is not None else prob > 0.5
+    ms["graphcut" if refiner is not None else "threshold"] = 1e3 * (time.perf_counter() - t3)
+    t4 = time.perf_counter()
+    mask = paste_back(crop_mask, affine, (w, h))
+    ms["paste"] = 1e3 * (time.perf_counter() - t4)
+    return mask, FrameInfo(face_found=True, box=box, square=square, affine=affine, crop=crop, prob=prob,
+                           crop_mask=crop_mask, ms=ms)
