@@ -1,0 +1,110 @@
+"""Segmentation network speed: ms per 128×128 crop (batch 1, median of N runs after warm-up), torch CPU vs
+onnxruntime CPU, for several widths; parameter counts, GMAC, file sizes (fp32 .pt / .onnx). The reference in the
+same run: cv2.resize of a 640×480 frame to 128×128, ×100 (so numbers from a loaded machine can be compared).
+
+    python benchmarks/bench_segment_net.py [--threads 2] [--runs 50] [--widths 0.125:256,0.1875:256,0.25:256,1.0:4096]
+    python benchmarks/bench_segment_net.py --model models/segmenter_lite.pt     (also time the shipped files)
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def median_ms(fn, runs: int, warmup: int = 5) -> float:
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return 1000.0 * float(np.median(ts))
+
+
+def reference_ms(runs: int) -> float:
+    import cv2
+
+    frame = np.random.default_rng(0).integers(0, 255, (480, 640, 3)).astype(np.uint8)
+
+    def hundred():
+        for _ in range(100):
+            cv2.resize(frame, (128, 128), interpolation=cv2.INTER_AREA)
+
+    return median_ms(hundred, max(5, runs // 5), warmup=2)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", type=int, default=2, help="torch / onnxruntime intra-op threads")
+    ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--widths", default="0.125:256,0.1875:256,0.25:256,1.0:4096",
+                    help="comma-separated width:fc_width")
+    ap.add_argument("--full-runs", type=int, default=5, help="runs for widths ≥ 0.5 (slow on a CPU)")
+    ap.add_argument("--model", default=None, help="also time this .pt and the .onnx beside it")
+    args = ap.parse_args(argv)
+
+    import cv2
+    import torch
+
+    from facecap_core.segment import Segmenter
+    from facecap_core.segment.net import TwoStreamNet, flops_estimate
+    from facecap_core.segment.segmenter import export_onnx, save_model
+
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
+    crop = np.random.default_rng(1).integers(0, 255, (1, 128, 128, 3)).astype(np.uint8)
+    ref0 = reference_ms(args.runs)
+    rows = []
+    tmp = tempfile.mkdtemp(prefix="bench_seg_")
+    configs = [(float(w), int(f)) for w, f in (s.split(":") for s in args.widths.split(","))]
+    for width, fc in configs:
+        torch.manual_seed(0)
+        net = TwoStreamNet(width, fc).eval()
+        pt, onnx_path = os.path.join(tmp, f"w{width}.pt"), os.path.join(tmp, f"w{width}.onnx")
+        save_model(net, pt)
+        export_onnx(net, onnx_path)
+        runs = args.runs if width < 0.5 else args.full_runs
+        t_seg = Segmenter(net, device="cpu")
+        o_seg = Segmenter.load(onnx_path, threads=args.threads)
+        ms_t = median_ms(lambda: t_seg.predict(crop), runs, warmup=3 if width >= 0.5 else 5)
+        ms_o = median_ms(lambda: o_seg.predict(crop), runs, warmup=3 if width >= 0.5 else 5)
+        rows.append((f"{width:g}", fc, "-".join(map(str, net.channels)), net.num_parameters(), flops_estimate(net),
+                     ms_t, ms_o, os.path.getsize(pt) / 1e6, os.path.getsize(onnx_path) / 1e6, runs))
+    shipped = []
+    if args.model:
+        t_seg = Segmenter.load(args.model, device="cpu")
+        shipped.append(("torch", args.model, median_ms(lambda: t_seg.predict(crop), args.runs)))
+        onnx_model = os.path.splitext(args.model)[0] + ".onnx"
+        if os.path.isfile(onnx_model):
+            o_seg = Segmenter.load(onnx_model, threads=args.threads)
+            shipped.append(("onnxruntime", onnx_model, median_ms(lambda: o_seg.predict(crop), args.runs)))
+    ref1 = reference_ms(args.runs)
+
+    cpu = ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    print(f"segmentation network, batch 1, 128×128 crop, {args.threads} thread(s), {cpu} ({os.cpu_count()} CPUs), "
+          f"torch {torch.__version__}")
+    print(f"reference: cv2.resize 640×480 → 128×128 ×100 = {ref0:.2f} ms before, {ref1:.2f} ms after the nets\n")
+    print(f"{'width':>6} {'fc':>5} {'channels':>20} {'params':>12} {'GMAC':>7} {'torch ms':>9} {'ort ms':>8} "
+          f"{'.pt MB':>7} {'.onnx MB':>8} {'runs':>5}")
+    for r in rows:
+        print(f"{r[0]:>6} {r[1]:>5} {r[2]:>20} {r[3]:>12,} {r[4]:>7.3f} {r[5]:>9.2f} {r[6]:>8.2f} {r[7]:>7.2f} "
+              f"{r[8]:>8.2f} {r[9]:>5}")
+    for kind, path, ms in shipped:
+        print(f"shipped {kind:>11}: {path}  {ms:.2f} ms per crop")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
