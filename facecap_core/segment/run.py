@@ -67,6 +67,7 @@ def _unique_stems(files):
 
 def open_source(spec: str) -> Source:
     """An image file, a folder of images, a glob of images, or a video file → Source. Raises InputError."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own complaints would add lines to our error
     import cv2  # noqa: PLC0415
 
     if os.path.isdir(spec):
