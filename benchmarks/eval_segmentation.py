@@ -1,0 +1,212 @@
+"""Segmentation accuracy on held-out real faces (design §8) and the paper's Table 1 on our data.
+
+Faces: the real labelled photos of the **test identities** (facecap_core.data.splits), ground truth = the data
+engine's mask (skin-refined teacher oval, design §5), cropped to 128×128 around the landmark box with the middle
+training margin (1.75; detection is measured separately, on the full frames). Three sets: clean, + a pasted
+hand, + random rectangles (augment.py, fixed seed; real hand cut-outs when the occluder cache exists).
+
+Maps: the network's training-mode outputs (DeconvNet stream, FCN stream, fused) of `--model`; "naive average" is
+the mean of the two streams' probabilities. Each ± graph cut (λ = 10, σ = 5). Metrics per image, then averaged:
+IOU, global (pixel accuracy), ave(face) (face recall). ms/crop: batch-1 CPU forward of what each row needs,
+median. Without a model file the script runs end to end on an **oracle-noise** map (the ground truth blurred,
+with noise and holes) and says so: that checks the script and the graph cut, not a network.
+
+    python benchmarks/eval_segmentation.py [--model models/segmenter_lite.pt] [--limit N] [--threads 1]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from facecap_core.data.augment import add_hand, add_random_rectangles  # noqa: E402
+from facecap_core.data.build import crop_face  # noqa: E402
+from facecap_core.data.paths import CACHE, DEFAULT_FACES, DEFAULT_OCCLUDERS  # noqa: E402
+from facecap_core.segment.graphcut import GraphCutRefiner  # noqa: E402
+
+MARGIN = 1.75
+
+
+def metrics(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float, float]:
+    """(IOU, global, ave(face)) of one image; IOU/recall of an image without face pixels count as 1 if pred is
+    empty too."""
+    pred, gt = pred.astype(bool), gt.astype(bool)
+    union = np.sum(pred | gt)
+    iou = np.sum(pred & gt) / union if union else 1.0
+    recall = np.sum(pred & gt) / np.sum(gt) if gt.any() else float(not pred.any())
+    return float(iou), float(np.mean(pred == gt)), float(recall)
+
+
+def load_test_faces(limit: int | None, seed: int):
+    from facecap_core.data.occluders import OccluderLibrary
+    from facecap_core.data.real import load_real_labels, read_frame, real_sample
+    from facecap_core.rig.model import load_rig
+
+    labels = load_real_labels(DEFAULT_FACES, CACHE, load_rig(None), kinds=("image",))
+    by_image = {}
+    for lb in labels:
+        by_image.setdefault(lb.file, []).append(lb)
+    test = [lb for lb in labels if lb.split == "test"]
+    if limit:
+        test = test[:limit]
+    try:
+        occ = OccluderLibrary.from_dir(DEFAULT_OCCLUDERS, os.path.join(CACHE, "occluders"))
+    except Exception:  # noqa: BLE001 - procedural hands only
+        occ = None
+    rng = np.random.default_rng(seed)
+    sets = {"clean": [], "hand": [], "rectangles": []}
+    frames = []
+    for lb in test:
+        image = read_frame(os.path.join(DEFAULT_FACES, lb.file), lb.frame)
+        if image is None:
+            continue
+        s = real_sample(lb, image, others=[o for o in by_image[lb.file] if o is not lb])
+        frames.append((image, s.mask, lb))
+        c = crop_face(s, 128, MARGIN)
+        sets["clean"].append(c)
+        sets["hand"].append(add_hand(c, rng, occ))
+        sets["rectangles"].append(add_random_rectangles(c, rng))
+    return sets, frames, len({lb.identity for lb in test})
+
+
+def oracle_maps(crops, gts, rng):
+    out = []
+    for gt in gts:
+        p = cv2.GaussianBlur(gt.astype(np.float32), (0, 0), 2.0) * 0.9 + 0.05
+        p = p + rng.normal(0, 0.2, p.shape)
+        for _ in range(3):  # holes
+            y, x = rng.integers(20, 108, 2)
+            p[y:y + 4, x:x + 4] -= 0.6
+        out.append(np.clip(p, 0, 1).astype(np.float32))
+    p = np.stack(out)
+    return {"oracle-noise": p}, {"oracle-noise": 0.0}
+
+
+def network_maps(net, crops):
+    import torch
+
+    from facecap_core.segment.net import uint8_to_input
+
+    net.train(False)
+    d_all, f_all, u_all = [], [], []
+    with torch.inference_mode():
+        for i in range(0, len(crops), 16):
+            x = uint8_to_input(torch.from_numpy(np.ascontiguousarray(crops[i:i + 16])))
+            d, f, u = net.streams(x)
+            d_all.append(torch.softmax(d.float(), 1)[:, 1].numpy())
+            f_all.append(torch.softmax(f.float(), 1)[:, 1].numpy())
+            u_all.append(torch.softmax(u.float(), 1)[:, 1].numpy())
+    pd, pf, pu = (np.concatenate(a) for a in (d_all, f_all, u_all))
+    maps = {"FCN-8s stream": pf, "DeconvNet stream": pd, "naive average": (pd + pf) / 2, "fused (ours)": pu}
+    # batch-1 forward time of what each row needs
+    x = uint8_to_input(torch.from_numpy(np.ascontiguousarray(crops[:1])))
+
+    def t(fn, n=15):
+        ts = []
+        with torch.inference_mode():
+            fn()
+            for _ in range(n):
+                t0 = time.perf_counter()
+                fn()
+                ts.append(time.perf_counter() - t0)
+        return 1e3 * float(np.median(ts))
+
+    def fcn():
+        _, pooled, _, _ = net.encode(x)
+        return net.fcn_stream(pooled)
+
+    def deconv():
+        fc7, _, sw, sz = net.encode(x)
+        return net.deconv_stream(fc7, sw, sz)
+
+    def both():
+        fc7, pooled, sw, sz = net.encode(x)
+        return net.deconv_stream(fc7, sw, sz), net.fcn_stream(pooled)
+
+    ms = {"FCN-8s stream": t(fcn), "DeconvNet stream": t(deconv), "naive average": t(both),
+          "fused (ours)": t(lambda: net.streams(x))}
+    return maps, ms
+
+
+def main(argv=None):
+    from facecap_core.segment.segmenter import DEFAULT_MODEL
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap.add_argument("--limit", type=int, default=None, help="at most N test faces")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--no-detect", action="store_true", help="skip the full-frame (Viola-Jones) section")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    sets, frames, n_ids = load_test_faces(args.limit, args.seed)
+    n = len(sets["clean"])
+    print(f"held-out real faces: {n} photos of {n_ids} test identities (loaded in {time.perf_counter() - t0:.0f} s)")
+    net = None
+    if os.path.isfile(args.model):
+        import torch
+
+        from facecap_core.segment.segmenter import load_model
+
+        torch.set_num_threads(args.threads)
+        net, meta = load_model(args.model, "cpu")
+        print(f"model {args.model}: config {net.config}; {meta.get('iterations', meta.get('iteration', '?'))} "
+              f"iterations")
+    else:
+        print(f"NO MODEL ({args.model} missing): maps are ORACLE-NOISE (ground truth blurred + noise + holes); "
+              "this checks the script and the graph cut only")
+    gc = GraphCutRefiner()
+    rng = np.random.default_rng(args.seed)
+    table1 = {}
+    for set_name, samples in sets.items():
+        crops = np.stack([s.image for s in samples])
+        gts = np.stack([s.mask for s in samples]).astype(bool)
+        maps, ms = network_maps(net, crops) if net is not None else oracle_maps(crops, gts, rng)
+        print(f"\n[{set_name}] {n} crops")
+        print(f"{'method':<20}{'IOU':>7}{'global':>8}{'ave(face)':>10}{'  | +graph cut':>14}{'IOU':>7}{'global':>8}"
+              f"{'ave(face)':>10}{'net ms':>8}{'gc ms':>7}")
+        for name, p in maps.items():
+            raw = np.mean([metrics(p[i] > 0.5, gts[i]) for i in range(n)], 0)
+            tg = []
+            cut = []
+            for i in range(n):
+                t1 = time.perf_counter()
+                m = gc.refine(p[i], crops[i])
+                tg.append(time.perf_counter() - t1)
+                cut.append(metrics(m, gts[i]))
+            cut = np.mean(cut, 0)
+            table1[(set_name, name)] = (raw, cut, ms[name], 1e3 * float(np.median(tg)))
+            print(f"{name:<20}{raw[0]:>7.3f}{raw[1]:>8.3f}{raw[2]:>10.3f}{'':>14}{cut[0]:>7.3f}{cut[1]:>8.3f}"
+                  f"{cut[2]:>10.3f}{ms[name]:>8.1f}{1e3 * float(np.median(tg)):>7.1f}")
+    if not args.no_detect and net is not None:
+        from facecap_core.detect import FaceDetector
+        from facecap_core.segment.pipeline import segment_frame
+        from facecap_core.segment.segmenter import Segmenter
+
+        seg = Segmenter(net, device="cpu")
+        det = FaceDetector()
+        found, res_raw, res_gc = 0, [], []
+        for image, gt, lb in frames:
+            m0, info = segment_frame(image, det, seg, None)
+            found += info.face_found
+            res_raw.append(metrics(m0 > 0, gt))
+            if info.face_found:
+                m1, _ = segment_frame(image, None, seg, gc, box=info.box)
+            else:
+                m1 = m0
+            res_gc.append(metrics(m1 > 0, gt))
+        r0, r1 = np.mean(res_raw, 0), np.mean(res_gc, 0)
+        print(f"\n[full frames: Viola-Jones → crop → net → paste-back] face found in {found}/{len(frames)}; "
+              f"IOU {r0[0]:.3f} global {r0[1]:.3f} ave(face) {r0[2]:.3f}; with graph cut IOU {r1[0]:.3f} "
+              f"global {r1[1]:.3f} ave(face) {r1[2]:.3f} (misses count as empty masks)")
+    print(f"\ntotal {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
