@@ -71,10 +71,16 @@ def _decoder_block(channels: list[int], batchnorm: bool) -> nn.Sequential:
 def max_unpool(y: torch.Tensor, switches: torch.Tensor) -> torch.Tensor:
     """2×2 max-unpooling by the pooling switches: y (N, C, H, W), switches (N, C, H, W) int64 flat indices into
     the (2H, 2W) plane (as returned by `nn.MaxPool2d(2, 2, return_indices=True)`) → (N, C, 2H, 2W), each value
-    put back where its maximum came from, zeros elsewhere. The same as `F.max_unpool2d(y, switches, 2)`, written
-    as a scatter so that it exports to ONNX (the exporter cannot trace max_unpool2d's output-size check)."""
-    out = torch.zeros_like(y).repeat(1, 1, 2, 2)
-    return out.flatten(2).scatter(2, switches.flatten(2), y.flatten(2)).view_as(out)
+    put back where its maximum came from, zeros elsewhere (= `F.max_unpool2d(y, switches, 2)`). Calls the aten op
+    directly: `F.max_unpool2d`'s Python size check cannot be traced by the ONNX exporter; `export_onnx` maps the
+    pair (max_pool2d_with_indices, max_unpool2d) to ONNX MaxPool/MaxUnpool."""
+    return torch.ops.aten.max_unpool2d(y, switches, [y.shape[-2] * 2, y.shape[-1] * 2])
+
+
+def face_probability(logits: torch.Tensor) -> torch.Tensor:
+    """(N, 2, H, W) logits → (N, H, W) softmax probability of class 1 (face), as sigmoid(l1 − l0): the same
+    number as the 2-class softmax, cheaper (no reduction over channels)."""
+    return torch.sigmoid(logits[:, 1].float() - logits[:, 0].float())
 
 
 def upsampler(channels: int, factor: int) -> nn.ConvTranspose2d:
@@ -198,7 +204,7 @@ class TwoStreamNet(nn.Module):
         d, f, fused = self.streams(x)
         if self.training:
             return d, f, fused
-        return torch.softmax(fused.float(), dim=1)[:, 1]
+        return face_probability(fused)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -228,7 +234,7 @@ class UInt8Segmenter(nn.Module):
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         d, f, fused = self.net.streams(uint8_to_input(crops))
-        return torch.softmax(fused, dim=1)[:, 1]
+        return face_probability(fused)
 
 
 def build(config: dict) -> TwoStreamNet:

@@ -96,10 +96,28 @@ def export_onnx(net, path: str, meta: dict | None = None, opset: int = 17) -> st
     x = torch.zeros(1, INPUT_SIZE, INPUT_SIZE, 3, dtype=torch.uint8)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(wrapper, (x,), tmp, input_names=["crops"], output_names=["prob"],
-                          dynamic_axes={"crops": {0: "n"}, "prob": {0: "n"}}, opset_version=opset, dynamo=False)
+    # Pool with switches → ONNX MaxPool with its Indices output, fed straight to MaxUnpool (both use ONNX's
+    # flat indices). The exporter's own max_pool2d_with_indices converts to torch's per-plane indices with a
+    # second full-resolution MaxPool, which cost a quarter of the lite net's time on onnxruntime.
+    from torch.onnx import register_custom_op_symbolic, unregister_custom_op_symbolic  # noqa: PLC0415
+
+    def pool_symbolic(g, x, kernel_size, stride, padding, dilation, ceil_mode):
+        return g.op("MaxPool", x, kernel_shape_i=[2, 2], strides_i=[2, 2], outputs=2)
+
+    def unpool_symbolic(g, y, switches, output_size):
+        return g.op("MaxUnpool", y, switches, kernel_shape_i=[2, 2], strides_i=[2, 2])
+
+    register_custom_op_symbolic("aten::max_pool2d_with_indices", pool_symbolic, opset)
+    register_custom_op_symbolic("aten::max_unpool2d", unpool_symbolic, opset)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(wrapper, (x,), tmp, input_names=["crops"], output_names=["prob"],
+                              dynamic_axes={"crops": {0: "n"}, "prob": {0: "n"}}, opset_version=opset,
+                              dynamo=False)
+    finally:
+        unregister_custom_op_symbolic("aten::max_pool2d_with_indices", opset)
+        unregister_custom_op_symbolic("aten::max_unpool2d", opset)
     model = onnx.load(tmp)
     props = {"format": FORMAT, "version": str(VERSION), "config": json.dumps(cpu.config),
              "input_size": str(INPUT_SIZE), "meta": json.dumps(meta or {})}
