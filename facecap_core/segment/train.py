@@ -187,6 +187,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--val-every", type=int, default=500)
     ap.add_argument("--val-size", type=int, default=256, help="val positives (and half as many negatives) evaluated")
     ap.add_argument("--max-minutes", type=float, default=None, help="stop (checkpointed, resumable) after this long")
+    ap.add_argument("--stop-at", type=int, default=None, help="stop (checkpointed, resumable) at this iteration")
     ap.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.ckpt")
     ap.add_argument("--export-only", action="store_true",
                     help="write OUT.pt/.onnx/.md from RUN_DIR/last.ckpt now (marked in progress if unfinished)")
@@ -348,6 +349,8 @@ def train(args: argparse.Namespace) -> int:
                 t_ckpt = now
                 log(f"checkpoint {ckpt_path} at iteration {state['step']}")
             if args.max_minutes is not None and now - t_start > 60 * args.max_minutes:
+                stop = True
+            if args.stop_at is not None and state["step"] >= args.stop_at:
                 stop = True
             if stop or state["step"] >= total_iters:
                 epoch_done = False

@@ -1,0 +1,82 @@
+"""Segmentation training: a tiny generated dataset, resume gives the same weights as an uninterrupted run
+(across the phase-1 → phase-2 boundary), and the run writes .pt, .onnx and a model card."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from facecap_core.data.dataset import FORMAT, VERSION, shard_counts, shard_name, write_manifest, write_shard  # noqa: E402
+from facecap_core.segment import Segmenter  # noqa: E402
+from facecap_core.segment.train import main, mask_metrics  # noqa: E402
+
+
+def _tiny_dataset(root, n=12, seed=0):
+    os.makedirs(root, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:128, :128]
+    kinds = {"segmentation": {"image_size": [128, 128], "splits": {}}}
+    for split in ("train", "val"):
+        img = rng.integers(0, 255, (n, 128, 128, 3)).astype(np.uint8)
+        mask = np.zeros((n, 128, 128), np.uint8)
+        neg = np.arange(n) % 3 == 2
+        for i in np.flatnonzero(~neg):
+            inside = ((xx - 64) / 30) ** 2 + ((yy - 60) / 40) ** 2 < 1
+            img[i][inside] = (210, 160, 130)
+            mask[i][inside] = 1
+        arrays = {"image": img, "mask": mask, "landmarks": np.zeros((n, 73, 2), np.float32),
+                  "visible": np.zeros((n, 73), bool), "is_negative": neg,
+                  "source": np.where(neg, "negative", "synthetic"), "augmentation": np.where(neg, "negative", "perturb"),
+                  "subject": np.where(neg, "negative", f"s-{split}"), "ops": np.array(["none"] * n)}
+        f = shard_name("segmentation", split, 0)
+        sha = write_shard(os.path.join(root, f), arrays)
+        c = shard_counts(arrays)
+        c["subjects"] = len(c["subjects"])
+        kinds["segmentation"]["splits"][split] = {"count": n, "shards": [{"file": f, "count": n, "sha256": sha}],
+                                                  "counts": c}
+    write_manifest(root, {"format": FORMAT, "version": VERSION, "seed": seed, "recipe": {}, "complete": True,
+                          "created": "test", "licenses": {"faces": {"generated": n}}, "kinds": kinds})
+    return root
+
+
+def _args(data, out, run, *extra):
+    return ["--data", data, "--out", out, "--run-dir", run, "--iters", "4", "--finetune-iters", "3",
+            "--batch-size", "4", "--warmup", "2", "--log-every", "2", "--val-every", "3", "--val-size", "4",
+            "--no-progress", *extra]
+
+
+def test_mask_metrics_by_hand():
+    gt = np.zeros((2, 4, 4), np.uint8)
+    gt[0, :2] = 1  # 8 face pixels
+    prob = np.zeros((2, 4, 4))
+    prob[0, :1] = 0.9  # 4 predicted, all right
+    m = mask_metrics(prob, gt)
+    assert m["n"] == 1  # the face-less image is skipped
+    assert m["iou"] == pytest.approx(0.5) and m["ave_face"] == pytest.approx(0.5)
+    assert m["global"] == pytest.approx(12 / 16)
+
+
+@pytest.mark.slow
+def test_resume_matches_uninterrupted_and_writes_card(tmp_path):
+    torch.set_num_threads(1)
+    data = _tiny_dataset(str(tmp_path / "data"))
+    a_out, a_run = str(tmp_path / "a" / "seg"), str(tmp_path / "a" / "run")
+    b_out, b_run = str(tmp_path / "b" / "seg"), str(tmp_path / "b" / "run")
+    assert main(_args(data, a_out, a_run)) == 0
+    assert main(_args(data, b_out, b_run, "--stop-at", "3")) == 0  # stops in phase 1 (and exports, in progress)
+    assert "training in progress: 3 of 7" in open(b_out + ".md").read()
+    assert main(_args(data, b_out, b_run, "--resume")) == 0  # crosses into phase 2
+    sa = torch.load(a_out + ".pt", weights_only=True)["state_dict"]
+    sb = torch.load(b_out + ".pt", weights_only=True)["state_dict"]
+    for k in sa:
+        assert torch.allclose(sa[k].float(), sb[k].float(), atol=1e-6), k
+    card = open(a_out + ".md").read()
+    assert "**Status: trained.**" in card and "0.5·CE(DeconvNet)" in card and "generated" in card
+    assert "--resume" in card
+    meta = json.loads(torch.load(a_out + ".pt", weights_only=True)["meta"])
+    assert meta["iterations"] == 7
+    seg = Segmenter.load(a_out + ".onnx")
+    assert seg.predict(np.zeros((2, 128, 128, 3), np.uint8)).shape == (2, 128, 128)
+    assert os.path.getsize(a_out + ".pt") < 20e6 and os.path.getsize(a_out + ".onnx") < 20e6
