@@ -10,7 +10,7 @@ F = torch.nn.functional
 
 from facecap_core.segment import ModelFileError, Segmenter  # noqa: E402
 from facecap_core.segment.net import (  # noqa: E402
-    FULL, LITE, LOSS_WEIGHTS, TwoStreamNet, max_unpool, two_stream_loss, upsampler)
+    FULL, LITE, LOSS_WEIGHTS, TwoStreamNet, fold_batchnorm, max_unpool, two_stream_loss, upsampler)
 from facecap_core.segment.segmenter import export_onnx, load_model, save_model  # noqa: E402
 
 torch.set_num_threads(1)
@@ -149,6 +149,22 @@ def test_sgd_steps_reduce_loss():
         losses.append(float(loss.detach()))
     assert np.isfinite(losses).all()
     assert np.mean(losses[-3:]) < 0.8 * losses[0]
+
+
+def test_batchnorm_folding_keeps_the_function():
+    net = _lite(7).train()
+    with torch.no_grad():  # move BN statistics and affine parameters away from identity
+        net(torch.rand(4, 3, 128, 128))
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    net.eval()
+    folded = fold_batchnorm(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.rand(2, 3, 128, 128)
+    with torch.no_grad():
+        assert torch.allclose(net(x), folded(x), atol=1e-4)
 
 
 def test_save_load_round_trip(tmp_path):

@@ -237,6 +237,32 @@ class UInt8Segmenter(nn.Module):
         return face_probability(fused)
 
 
+def fold_batchnorm(net: TwoStreamNet) -> TwoStreamNet:
+    """A copy of `net` for inference with every BatchNorm folded into the (transposed) convolution before it
+    (eval-mode statistics) and replaced by Identity: the same function, fewer passes over memory on the CPU
+    (onnxruntime does this fold itself)."""
+    import copy  # noqa: PLC0415
+
+    net = copy.deepcopy(net).eval()
+    with torch.no_grad():
+        for seq in net.modules():
+            if not isinstance(seq, nn.Sequential):
+                continue
+            for i in range(1, len(seq)):
+                conv, bn = seq[i - 1], seq[i]
+                if not isinstance(bn, nn.BatchNorm2d) or not isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)):
+                    continue
+                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+                if isinstance(conv, nn.ConvTranspose2d):  # weight (in, out, kh, kw)
+                    conv.weight.mul_(scale[None, :, None, None])
+                else:  # weight (out, in, kh, kw)
+                    conv.weight.mul_(scale[:, None, None, None])
+                conv.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
+                seq[i] = nn.Identity()
+    return net
+
+
 def build(config: dict) -> TwoStreamNet:
     """A TwoStreamNet from a config dict (width, fc_width, batchnorm, num_classes)."""
     return TwoStreamNet(config.get("width", 1.0), config.get("fc_width", 4096),

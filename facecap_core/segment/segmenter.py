@@ -190,12 +190,34 @@ class Segmenter:
             self.device = "cpu"
             self.config = getattr(backend, "config", {})
             return
-        from .net import prepare_for_device, resolve_device  # noqa: PLC0415
+        from .net import fold_batchnorm, prepare_for_device, resolve_device  # noqa: PLC0415
 
         dev = resolve_device(device)
-        net = prepare_for_device(net.eval(), dev)
+        net = prepare_for_device(fold_batchnorm(net.eval()), dev)
         self._run, self.backend, self.device, self.config = _TorchBackend(net, dev), "torch", str(dev), net.config
         self.net = net
+
+    @classmethod
+    def load_default(cls, device: str = "auto", threads: int | None = None) -> "Segmenter":
+        """The shipped lite model: models/segmenter_lite.pt on CUDA (fp16), else models/segmenter_lite.onnx on
+        onnxruntime when it is installed (about 2× faster than torch on the CPU), else the .pt on the CPU."""
+        onnx_path = os.path.splitext(DEFAULT_MODEL)[0] + ".onnx"
+        want_cuda = device == "cuda"
+        if device == "auto":
+            try:
+                import torch  # noqa: PLC0415
+
+                want_cuda = torch.cuda.is_available()
+            except ImportError:
+                want_cuda = False
+        if not want_cuda and os.path.isfile(onnx_path):
+            try:
+                import onnxruntime  # noqa: F401, PLC0415
+
+                return cls.load(onnx_path, threads=threads)
+            except ImportError:
+                pass
+        return cls.load(DEFAULT_MODEL, device=device)
 
     @classmethod
     def load(cls, path: str = DEFAULT_MODEL, *, device: str = "auto", threads: int | None = None) -> "Segmenter":
