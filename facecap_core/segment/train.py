@@ -65,20 +65,25 @@ def false_face_fraction(prob: np.ndarray, threshold: float = 0.5) -> float:
 
 # ------------------------------------------------------------------------------------------------- data
 def load_val_subset(view, n_pos: int, n_neg: int) -> dict:
-    """Evenly spaced positives and negatives of a split, in memory: {"image", "mask", "is_negative"}."""
-    imgs, masks, negs = [], [], []
+    """Evenly spaced positives and negatives of a split, in memory: {"image", "mask", "is_negative", "source",
+    "augmentation"}."""
+    imgs, masks, negs, srcs, augs = [], [], [], [], []
     for b in view.batches(512):
         imgs.append(b["image"])
         masks.append(b["mask"])
         negs.append(b["is_negative"])
+        srcs.append(b["source"].astype(str))
+        augs.append(b["augmentation"].astype(str))
     image, mask, neg = np.concatenate(imgs), np.concatenate(masks), np.concatenate(negs)
+    src, aug = np.concatenate(srcs), np.concatenate(augs)
     pos_i, neg_i = np.flatnonzero(~neg), np.flatnonzero(neg)
     pick = []
     for idx, n in ((pos_i, n_pos), (neg_i, n_neg)):
         if len(idx) and n > 0:
             pick.append(idx[np.unique(np.linspace(0, len(idx) - 1, min(n, len(idx))).round().astype(int))])
     sel = np.concatenate(pick) if pick else np.zeros(0, int)
-    return {"image": image[sel], "mask": mask[sel], "is_negative": neg[sel]}
+    return {"image": image[sel], "mask": mask[sel], "is_negative": neg[sel], "source": src[sel],
+            "augmentation": aug[sel]}
 
 
 def epoch_batches(view, batch_size: int, seed: int, phase: int, epoch: int):
@@ -116,12 +121,25 @@ def predict_probs(net, images: np.ndarray, device, batch_size: int = 64) -> np.n
     return np.concatenate(out) if out else np.zeros((0,) + images.shape[1:3], np.float32)
 
 
-def evaluate(net, subset: dict, device) -> dict:
+OCCLUDED = ("rectangles", "hand", "occluder")
+
+
+def evaluate(net, subset: dict, device, groups: bool = False) -> dict:
+    """Metrics on a subset (see `load_val_subset`); with `groups`, also per source and clean / occluded."""
     prob = predict_probs(net, subset["image"], device)
     neg = subset["is_negative"]
     m = mask_metrics(prob[~neg], subset["mask"][~neg])
     m["neg_face_fraction"] = false_face_fraction(prob[neg])
     m["n_neg"] = int(neg.sum())
+    if groups:
+        m["groups"] = {}
+        occluded = np.isin(subset["augmentation"], OCCLUDED)
+        for name, sel in ([(f"source {s}", subset["source"] == s) for s in np.unique(subset["source"][~neg])]
+                          + [("clean (perturbed only)", ~occluded), ("occluded (rectangles, hands, objects)",
+                                                                      occluded)]):
+            sel = sel & ~neg
+            if sel.any():
+                m["groups"][name] = mask_metrics(prob[sel], subset["mask"][sel])
     return m
 
 
@@ -372,7 +390,7 @@ def export(net, args, ds, state, val_view, device, log, *, finished: bool) -> in
     """Write OUT.pt, OUT.onnx and the model card OUT.md; val metrics on the whole val split."""
     total_iters = args.iters + args.finetune_iters
     full_val = load_val_subset(val_view, 10 ** 9, 10 ** 9)
-    metrics = evaluate(net, full_val, device)
+    metrics = evaluate(net, full_val, device, groups=True)
     curve = [h for h in state["history"] if "val" in h]
     status = "trained" if finished else (f"training in progress: {state['step']} of {total_iters} iterations, "
                                          f"val IOU {metrics['iou']:.3f}")
@@ -437,6 +455,10 @@ def write_card(path, args, ds, state, metrics, curve, net, status, files) -> Non
               "| faces | IOU | global | ave(face) | face fraction on negatives |", "|---|---|---|---|---|",
               f"| {metrics['n']} | {metrics['iou']:.3f} | {metrics['global']:.3f} | {metrics['ave_face']:.3f} | "
               f"{metrics['neg_face_fraction']:.3f} ({metrics['n_neg']} negatives) |", "",
+              "| val subset | faces | IOU | global | ave(face) |", "|---|---|---|---|---|"]
+    for name, g in metrics.get("groups", {}).items():
+        lines.append(f"| {name} | {g['n']} | {g['iou']:.3f} | {g['global']:.3f} | {g['ave_face']:.3f} |")
+    lines += ["",
               "Validation curve (fixed val subset):", "", "| iteration | IOU | global | ave(face) |",
               "|---|---|---|---|"]
     for h in curve[-20:]:
