@@ -270,7 +270,7 @@ def train(args: argparse.Namespace) -> int:
         opt.load_state_dict(ckpt["optimizer"])
         torch.set_rng_state(ckpt["torch_rng"])
         state = json.loads(ckpt["state"])
-        log(f"resumed from {ckpt_path} at iteration {state['step']}")
+        log(f"{'loaded' if args.export_only else 'resumed from'} {ckpt_path} at iteration {state['step']}")
 
     total_iters = args.iters + args.finetune_iters
     val_subset = load_val_subset(val_view, args.val_size, args.val_size // 2)
