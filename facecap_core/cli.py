@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input")
     p.set_defaults(func=cmd_not_implemented)
 
-    p = sub.add_parser("demo", help="animate the rig, fit it back, write a take, a preview and a .blend")
+    p = sub.add_parser("demo", help="render a sample clip of the rig, fit it back, write a take, a preview and a .blend")
     p.add_argument("--rig", default=None, help="rig file (default: rigs/fw46.npz)")
     p.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
     p.add_argument("--frames", type=int, default=60, help="number of frames at 30 fps (default: 60)")
