@@ -469,7 +469,7 @@ def write_card(path, args, ds, state, metrics, curve, net, status, files) -> Non
         lines += ["", "Training loss (weighted sum, mean over the preceding log interval): " + ", ".join(
             f"{h['step']}: {h['loss']:.3f}" for h in losses[:: max(1, len(losses) // 12)])]
     cmd = (f"python -m facecap_core.segment.train --data {rel(args.data)} --out {rel(args.out)} --width {args.width} "
-           f"--fc-width {args.fc_width} --batch-size {args.batch_size} --iters {args.iters} --finetune-iters "
+           f"--fc-width {args.fc_width} --batch-size {args.batch_size} --warmup {args.warmup} --iters {args.iters} --finetune-iters "
            f"{args.finetune_iters} --seed {args.seed} --threads {args.threads} --run-dir {rel(args.run_dir)}")
     lines += ["", "## Retrain / resume", "", "```", cmd, cmd + " --resume", "```", "",
               f"(checkpoint: `{rel(os.path.join(args.run_dir, CHECKPOINT))}`; not committed)", "", "## Files", ""]
