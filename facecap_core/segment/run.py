@@ -14,7 +14,6 @@ import sys
 import time
 from dataclasses import dataclass
 
-import numpy as np
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 

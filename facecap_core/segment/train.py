@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import json
 import os
 import platform
@@ -33,6 +32,7 @@ import time
 
 import numpy as np
 
+from ..data.dataset import file_sha256
 from .segmenter import export_onnx, save_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -159,14 +159,6 @@ def hardware() -> str:
     if torch.cuda.is_available():
         s += f"; GPU {torch.cuda.get_device_name(0)}"
     return s
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _atomic_torch_save(obj, path: str) -> None:
@@ -474,7 +466,7 @@ def write_card(path, args, ds, state, metrics, curve, net, status, files) -> Non
     lines += ["", "## Retrain / resume", "", "```", cmd, cmd + " --resume", "```", "",
               f"(checkpoint: `{rel(os.path.join(args.run_dir, CHECKPOINT))}`; not committed)", "", "## Files", ""]
     for f in files:
-        lines.append(f"- `{rel(f)}`: {os.path.getsize(f) / 1e6:.2f} MB, sha256 {_sha256(f)[:16]}…")
+        lines.append(f"- `{rel(f)}`: {os.path.getsize(f) / 1e6:.2f} MB, sha256 {file_sha256(f)[:16]}…")
     with open(path + ".tmp", "w") as fh:
         fh.write("\n".join(lines) + "\n")
     os.replace(path + ".tmp", path)
