@@ -135,20 +135,27 @@ def test_jaw_slides_on_turned_head(fr):
     assert r.rms < 0.5
 
 
+def _keyframes(fr, rng, n, u_true, f_true, f0, warm_start=False):
+    """n key-frames of a face with identity u_true seen with focal f_true, each fitted with the mean face and
+    focal f0 (identity and focal fixed, as the tracker would): yields (landmarks, fit result, true x)."""
+    for _ in range(n):
+        s = _sample(fr, rng)
+        verts, _ = fr.vertices_for("73")
+        verts[:17] = F.silhouette_vertices(fr, s["R"], s["t"], f_true, SIZE, s["x"], u_true)
+        p, _ = F._project(fr.points(verts, s["x"], u_true), s["R"], s["t"], f_true, C)
+        r = F.fit_landmarks(p, SIZE, fr, u=np.zeros(50), f=f0, fix_identity=True, fix_focal=True,
+                            x0=s["x"] if warm_start else None)
+        yield p, r, s["x"]
+
+
 def test_eq3_keyframes_recover_focal_and_reduce_identity_error(fr):
     rng = np.random.default_rng(6)
     u_true = rng.normal(0, 0.5, 50)
     f0 = default_focal(SIZE)
     f_true = f0 * 1.15
-    kfs = []
-    for _ in range(10):
-        s = _sample(fr, rng)
-        verts, _ = fr.vertices_for("73")
-        verts[:17] = F.silhouette_vertices(fr, s["R"], s["t"], f_true, SIZE, s["x"], u_true)
-        p, _ = F._project(fr.points(verts, s["x"], u_true), s["R"], s["t"], f_true, C)
-        # the tracker's estimates for the key-frame: pose fitted with the mean face and the default focal
-        r = F.fit_landmarks(p, SIZE, fr, u=np.zeros(50), f=f0, fix_identity=True, fix_focal=True, x0=s["x"])
-        kfs.append((p, r.rotation, r.translation, s["x"]))
+    # the tracker's estimates for each key-frame: pose fitted with the mean face and the default focal
+    kfs = [(p, r.rotation, r.translation, x)
+           for p, r, x in _keyframes(fr, rng, 10, u_true, f_true, f0, warm_start=True)]
     res = F.solve_identity_focal(kfs, SIZE, fr, np.zeros(50), f0, refine_expression=False, iterations=30)
     u, f, rms = res
     assert abs(f / f_true - 1) < 0.08
@@ -208,14 +215,7 @@ def test_eq3_expression_refinement_lowers_residual(fr):
     rng = np.random.default_rng(10)
     u_true = rng.normal(0, 0.5, 50)
     f0 = default_focal(SIZE)
-    kfs = []
-    for _ in range(4):
-        s = _sample(fr, rng)
-        verts, _ = fr.vertices_for("73")
-        verts[:17] = F.silhouette_vertices(fr, s["R"], s["t"], f0, SIZE, s["x"], u_true)
-        p, _ = F._project(fr.points(verts, s["x"], u_true), s["R"], s["t"], f0, C)
-        r = F.fit_landmarks(p, SIZE, fr, u=np.zeros(50), f=f0, fix_identity=True, fix_focal=True)
-        kfs.append((p, r.rotation, r.translation, r.expression))
+    kfs = [(p, r.rotation, r.translation, r.expression) for p, r, _ in _keyframes(fr, rng, 4, u_true, f0, f0)]
     start = np.sqrt(np.mean([F.fit_landmarks(k[0], SIZE, fr, u=np.zeros(50), f=f0, fix_identity=True,
                                              fix_focal=True).rms ** 2 for k in kfs]))
     res = F.solve_identity_focal(kfs, SIZE, fr, np.zeros(50), f0, refine_expression=True)
