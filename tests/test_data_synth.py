@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from facecap_core.data.synth import SyntheticFaces, raster_into
+from facecap_core.data.synth import SyntheticFaces
 from facecap_core.data.texture import TextureLibrary, procedural_library, unwrap_photo
-from facecap_core.render.raster import rasterize_reference
+from facecap_core.render.raster import raster_into, rasterize_reference
 from facecap_core.rig.geometry import project, quat_to_matrix
 from facecap_core.rig.model import FaceRig
 
@@ -107,7 +107,7 @@ def test_raster_matches_reference(rig):
     zb = np.full((96, 96), np.inf, np.float32)
     tid = -np.ones((96, 96), np.int32)
     bary = np.zeros((96, 96, 3), np.float32)
-    raster_into(xy, z, rig.triangles.astype(np.int64), zb, tid, bary, True)
+    raster_into(xy, z, rig.triangles.astype(np.int64), zb, tid, bary, cull=True)
     ref = rasterize_reference(xy, z, rig.triangles, np.zeros((len(v), 3)), (96, 96), cull_backfaces=True,
                               perspective=True)
     assert np.mean(tid == ref.tri_id) > 0.999

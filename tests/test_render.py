@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from facecap_core.render import rasterize, rasterize_reference, render_shaded, vertex_normals
+from facecap_core.render.raster import raster_into
 
 SIZE = (48, 40)  # width, height
 
@@ -80,6 +81,34 @@ def test_numba_matches_numpy_reference_on_random_mesh():
         np.testing.assert_allclose(a.image[same], b.image[same], atol=1e-4)
         np.testing.assert_allclose(a.depth[same], b.depth[same], rtol=1e-5)
         np.testing.assert_allclose(a.bary[same], b.bary[same], atol=1e-4)
+
+
+@pytest.mark.parametrize("cull", [False, True])
+@pytest.mark.parametrize("perspective", [False, True])
+def test_raster_into_is_rasterize_without_colour(cull, perspective):
+    """The buffer-filling fast path (used by the synthetic renderer) runs the same kernel: identical ids,
+    barycentrics and depths; and it accumulates into the caller's buffers (a second batch of triangles z-tests
+    against the first)."""
+    rng = np.random.default_rng(1)
+    n, t = 60, 80
+    xy = rng.uniform(-5, 70, (n, 2))
+    depth = rng.uniform(5, 30, n)
+    tris = rng.integers(0, n, (t, 3)).astype(np.int64)
+    ref = rasterize(xy, depth, tris, np.zeros((n, 3)), (64, 56), cull_backfaces=cull, perspective=perspective)
+    assert (ref.tri_id >= 0).sum() > 500
+
+    def buffers():
+        return np.full((56, 64), np.inf, np.float32), -np.ones((56, 64), np.int32), np.zeros((56, 64, 3), np.float32)
+
+    zb, tid, bary = buffers()
+    raster_into(xy, depth, tris, zb, tid, bary, cull=cull, perspective=perspective)
+    np.testing.assert_array_equal(tid, ref.tri_id)
+    np.testing.assert_array_equal(bary, ref.bary)
+    np.testing.assert_array_equal(zb, ref.depth)
+    zb, tid, bary = buffers()
+    raster_into(xy, depth, tris[:40].copy(), zb, tid, bary, cull=cull, perspective=perspective)
+    raster_into(xy, depth, tris[40:].copy(), zb, tid, bary, cull=cull, perspective=perspective)
+    np.testing.assert_array_equal(zb, ref.depth)
 
 
 def test_perspective_correct_depth_is_exact_for_a_plane():

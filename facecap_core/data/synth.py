@@ -36,6 +36,7 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit
 
+from ..render.raster import raster_into
 from ..rig import landmarks as L
 from ..rig.fit import FitRig, silhouette_vertices
 from ..rig.geometry import euler_to_matrix, matrix_to_quat
@@ -44,57 +45,12 @@ from .paths import DEFAULT_BACKGROUNDS
 from .texture import TextureLibrary, procedural_library
 from .types import FaceSample, ShapeParams
 
-__all__ = ["SyntheticFaces", "SynthConfig", "raster_into", "load_backgrounds", "procedural_backgrounds",
+__all__ = ["SyntheticFaces", "SynthConfig", "load_backgrounds", "procedural_backgrounds",
            "sample_expression", "contact_sheet"]
 
 # ------------------------------------------------------------------------------------------------------------------
-# numba kernels (flat and small); the tests check ``raster_into`` against ``render.raster.rasterize_reference``
+# numba kernels (flat and small); rasterising is ``render.raster.raster_into`` (the project's one rasteriser)
 # ------------------------------------------------------------------------------------------------------------------
-
-
-@njit(cache=True, nogil=True)
-def _raster_kernel(xy, z, tris, cull, zbuf, tid, bary):
-    h, w = zbuf.shape
-    for t in range(tris.shape[0]):
-        a, b, c = tris[t, 0], tris[t, 1], tris[t, 2]
-        za, zb, zc = z[a], z[b], z[c]
-        if za <= 0.0 or zb <= 0.0 or zc <= 0.0:
-            continue
-        x0, y0, x1, y1, x2, y2 = xy[a, 0], xy[a, 1], xy[b, 0], xy[b, 1], xy[c, 0], xy[c, 1]
-        area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
-        if area == 0.0 or not np.isfinite(area) or (cull and area >= 0.0):
-            continue
-        jmin = max(int(np.floor(min(x0, min(x1, x2)) - 0.5)), 0)
-        jmax = min(int(np.ceil(max(x0, max(x1, x2)) - 0.5)), w - 1)
-        imin = max(int(np.floor(min(y0, min(y1, y2)) - 0.5)), 0)
-        imax = min(int(np.ceil(max(y0, max(y1, y2)) - 0.5)), h - 1)
-        inv = 1.0 / area
-        for i in range(imin, imax + 1):
-            py = i + 0.5
-            for j in range(jmin, jmax + 1):
-                px = j + 0.5
-                w0 = ((x1 - px) * (y2 - py) - (x2 - px) * (y1 - py)) * inv
-                w1 = ((x2 - px) * (y0 - py) - (x0 - px) * (y2 - py)) * inv
-                w2 = 1.0 - w0 - w1
-                if w0 < 0.0 or w1 < 0.0 or w2 < 0.0:
-                    continue
-                q0, q1, q2 = w0 / za, w1 / zb, w2 / zc
-                zz = 1.0 / (q0 + q1 + q2)
-                if zz < zbuf[i, j]:
-                    zbuf[i, j] = zz
-                    tid[i, j] = t
-                    bary[i, j, 0] = q0 * zz
-                    bary[i, j, 1] = q1 * zz
-                    bary[i, j, 2] = q2 * zz
-
-
-def raster_into(xy, z, tris, zbuf, tid, bary, cull: bool = True) -> None:
-    """Z-buffer triangles into preallocated buffers (no allocation; reset them first).
-
-    xy (N, 2) float64 pixels (pixel centres at +0.5), z (N,) float64 depth > 0 (perspective-correct barycentrics),
-    tris (T, 3) int64; zbuf (H, W) float32 (+inf = empty), tid (H, W) int32 (-1 = empty), bary (H, W, 3) float32.
-    Same rules as ``render.raster.rasterize`` (front faces have negative signed area; ``cull`` drops the others)."""
-    _raster_kernel(xy, z, tris, cull, zbuf, tid, bary)
 
 
 @njit(cache=True, nogil=True)
@@ -674,9 +630,9 @@ class SyntheticFaces:
         self._zf.fill(np.inf); self._tf.fill(-1)
         self._zp.fill(np.inf); self._tp.fill(-1)
         z = np.ascontiguousarray(cam[:, 2])
-        raster_into(np.ascontiguousarray(xy), z, self.tris, self._zf, self._tf, self._bf, True)
+        raster_into(np.ascontiguousarray(xy), z, self.tris, self._zf, self._tf, self._bf)
         if use_proxies:
-            raster_into(pv[0], pv[1], ptris, self._zp, self._tp, self._bp, True)
+            raster_into(pv[0], pv[1], ptris, self._zp, self._tp, self._bp)
         t0 = self._tick("raster", t0)
         # shade
         vattr = np.zeros((nv, 12))

@@ -10,13 +10,16 @@ camera at the origin looking along +z. Back-face culling drops triangles with si
 Attributes are interpolated perspective-correctly (barycentrics weighted by 1/z) when every depth is positive,
 and linearly in screen space otherwise (e.g. orthographic depth). The per-pixel barycentrics and triangle ids are
 returned so later stages (UV texture sampling) can interpolate anything else per pixel.
+
+One numba kernel does all the rasterising: :func:`rasterize` (allocates, colours, depth bias) and
+:func:`raster_into` (the allocation-free fast path into caller-owned buffers, used by ``data.synth``).
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
-__all__ = ["rasterize", "rasterize_reference", "vertex_normals", "render_shaded", "RasterResult"]
+__all__ = ["rasterize", "raster_into", "rasterize_reference", "vertex_normals", "render_shaded", "RasterResult"]
 
 
 class RasterResult:
@@ -51,7 +54,7 @@ def _corner_colours(colours, triangles: np.ndarray) -> np.ndarray:
     raise ValueError(f"colours must be (N, 3) per vertex or (T, 3, 3) per corner, got {c.shape}")
 
 
-def _prepare(xy, depth, triangles, colours, image_size, depth_bias):
+def _prepare(xy, depth, triangles, colours, image_size, depth_bias, perspective):
     xy = np.ascontiguousarray(xy, np.float64)
     depth = np.ascontiguousarray(depth, np.float64)
     tris = np.ascontiguousarray(triangles, np.int64)
@@ -63,11 +66,21 @@ def _prepare(xy, depth, triangles, colours, image_size, depth_bias):
     bias = np.zeros(len(tris)) if depth_bias is None else np.ascontiguousarray(
         np.broadcast_to(np.asarray(depth_bias, np.float64), (len(tris),)))
     w, h = int(image_size[0]), int(image_size[1])
-    return xy, depth, tris, cc, bias, w, h
+    if perspective is None:
+        perspective = bool(len(depth) == 0 or np.all(depth > 0))
+    return xy, depth, tris, cc, bias, w, h, perspective
 
 
 @njit(cache=True, nogil=True)
-def _raster_kernel(xy, depth, tris, cc, bias, cull, persp, image, zbuf, tid, bary):
+def _raster_kernel(xy, depth, tris, cull, linear, zbuf, tid, bary, bias, cc, image):
+    """The project's one triangle rasteriser (:func:`rasterize` and :func:`raster_into` both call it).
+
+    Writes into preallocated buffers: zbuf (H, W) float32 (+inf = empty), tid (H, W) int32 (-1 = empty), bary
+    (H, W, 3) float32. The optional parts are switched off by passing None — an argument *type*, so numba prunes
+    the dead branches at compile time and the lean call (the synthetic renderer's) has no per-pixel tests for them:
+    linear None: perspective-correct (1/z-weighted) barycentrics, triangles with a depth <= 0 skipped; True:
+    screen-linear. bias (T,) z-test depth bias, removed again from zbuf at the end. cc (T, 3, 3) corner colours
+    interpolated into image (H, W, 3) (both None or both arrays)."""
     h, w = zbuf.shape
     for t in range(tris.shape[0]):
         a, b, c = tris[t, 0], tris[t, 1], tris[t, 2]
@@ -78,7 +91,7 @@ def _raster_kernel(xy, depth, tris, cc, bias, cull, persp, image, zbuf, tid, bar
         if cull and area >= 0.0:
             continue
         za, zb, zc = depth[a], depth[b], depth[c]
-        if persp and (za <= 0.0 or zb <= 0.0 or zc <= 0.0):
+        if linear is None and (za <= 0.0 or zb <= 0.0 or zc <= 0.0):
             continue
         jmin = max(int(np.floor(min(x0, min(x1, x2)) - 0.5)), 0)
         jmax = min(int(np.ceil(max(x0, max(x1, x2)) - 0.5)), w - 1)
@@ -94,27 +107,46 @@ def _raster_kernel(xy, depth, tris, cc, bias, cull, persp, image, zbuf, tid, bar
                 w2 = 1.0 - w0 - w1
                 if w0 < 0.0 or w1 < 0.0 or w2 < 0.0:
                     continue
-                if persp:
+                if linear is None:
                     q0, q1, q2 = w0 / za, w1 / zb, w2 / zc
-                    s = q0 + q1 + q2
-                    z = 1.0 / s
+                    z = 1.0 / (q0 + q1 + q2)
                     b0, b1, b2 = q0 * z, q1 * z, q2 * z
                 else:
                     b0, b1, b2 = w0, w1, w2
                     z = w0 * za + w1 * zb + w2 * zc
-                zt = z + bias[t]
-                if zt < zbuf[i, j]:
-                    zbuf[i, j] = zt
+                if bias is not None:
+                    z += bias[t]
+                if z < zbuf[i, j]:
+                    zbuf[i, j] = z
                     tid[i, j] = t
                     bary[i, j, 0], bary[i, j, 1], bary[i, j, 2] = b0, b1, b2
-                    for k in range(3):
-                        image[i, j, k] = b0 * cc[t, 0, k] + b1 * cc[t, 1, k] + b2 * cc[t, 2, k]
-    # the depth buffer reports the surface depth, not the biased test depth
-    for i in range(h):
-        for j in range(w):
-            t = tid[i, j]
-            if t >= 0:
-                zbuf[i, j] -= bias[t]
+                    if cc is not None:
+                        for k in range(3):
+                            image[i, j, k] = b0 * cc[t, 0, k] + b1 * cc[t, 1, k] + b2 * cc[t, 2, k]
+    if bias is not None:  # the depth buffer reports the surface depth, not the biased test depth
+        for i in range(h):
+            for j in range(w):
+                t = tid[i, j]
+                if t >= 0:
+                    zbuf[i, j] -= bias[t]
+
+
+def raster_into(xy, depth, tris, zbuf, tid, bary, cull: bool = True, perspective: bool = True) -> None:
+    """Z-buffer triangles into preallocated buffers: no colour, no depth bias, no allocation (reset the buffers
+    first: zbuf to +inf, tid to -1). The fast path of :func:`rasterize` for callers that shade from ``tid`` /
+    ``bary`` themselves (the synthetic renderer).
+
+    xy (N, 2) float64 pixels (pixel centres at +0.5), depth (N,) float64, tris (T, 3) int64, all C-contiguous;
+    zbuf (H, W) float32, tid (H, W) int32, bary (H, W, 3) float32. Same rules as :func:`rasterize`: front faces
+    have negative signed area and ``cull`` drops the others; ``perspective`` interpolates with 1/z weights and
+    skips triangles with a depth <= 0."""
+    _raster_kernel(xy, depth, tris, bool(cull), None if perspective else True, zbuf, tid, bary, None, None, None)
+
+
+def _buffers(w, h, zdtype):
+    """Empty output buffers: image (H, W, 3) zeros, zbuf (H, W) +inf, tri ids -1, barycentrics zeros."""
+    return (np.zeros((h, w, 3), np.float32), np.full((h, w), np.inf, zdtype), -np.ones((h, w), np.int32),
+            np.zeros((h, w, 3), np.float32))
 
 
 def _finish(image, zbuf, tid, bary, background):
@@ -140,14 +172,11 @@ def rasterize(xy, depth, triangles, colours, image_size, *, cull_backfaces: bool
     background: RGB for empty pixels (None leaves zeros).
     Returns a :class:`RasterResult` (image, depth, tri_id, bary).
     """
-    xy, depth, tris, cc, bias, w, h = _prepare(xy, depth, triangles, colours, image_size, depth_bias)
-    if perspective is None:
-        perspective = bool(len(depth) == 0 or np.all(depth > 0))
-    image = np.zeros((h, w, 3), np.float32)
-    zbuf = np.full((h, w), np.inf, np.float32)
-    tid = -np.ones((h, w), np.int32)
-    bary = np.zeros((h, w, 3), np.float32)
-    _raster_kernel(xy, depth, tris, cc, bias, bool(cull_backfaces), bool(perspective), image, zbuf, tid, bary)
+    xy, depth, tris, cc, bias, w, h, perspective = _prepare(xy, depth, triangles, colours, image_size, depth_bias,
+                                                            perspective)
+    image, zbuf, tid, bary = _buffers(w, h, np.float32)
+    _raster_kernel(xy, depth, tris, bool(cull_backfaces), None if perspective else True, zbuf, tid, bary,
+                   None if depth_bias is None else bias, cc, image)
     return _finish(image, zbuf, tid, bary, background)
 
 
@@ -156,13 +185,9 @@ def rasterize_reference(xy, depth, triangles, colours, image_size, *, cull_backf
                         background=(0.0, 0.0, 0.0)) -> RasterResult:
     """Pure-numpy reference implementation of :func:`rasterize` (same arguments and outputs; slow: a Python
     loop over triangles, vectorised over each triangle's bounding box). Used by the tests."""
-    xy, depth, tris, cc, bias, w, h = _prepare(xy, depth, triangles, colours, image_size, depth_bias)
-    if perspective is None:
-        perspective = bool(len(depth) == 0 or np.all(depth > 0))
-    image = np.zeros((h, w, 3), np.float32)
-    zbuf = np.full((h, w), np.inf, np.float64)
-    tid = -np.ones((h, w), np.int32)
-    bary = np.zeros((h, w, 3), np.float32)
+    xy, depth, tris, cc, bias, w, h, perspective = _prepare(xy, depth, triangles, colours, image_size, depth_bias,
+                                                            perspective)
+    image, zbuf, tid, bary = _buffers(w, h, np.float64)
     for t, (a, b, c) in enumerate(tris):
         (x0, y0), (x1, y1), (x2, y2) = xy[a], xy[b], xy[c]
         area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
