@@ -310,8 +310,8 @@ def make_negative(rng: np.random.Generator, occluders: OccluderLibrary | None = 
 class PerturbationRanges:
     """Standard deviations of the initial-estimate perturbations S* around the ground truth S."""
     rotation_deg: float = 6.0  # per axis (rotation vector), clipped at 3σ
-    translation_xy: float = 0.05  # × depth t_z, i.e. ~2.5 cm at 50 cm (a few % of the image)
-    translation_z: float = 0.07  # × t_z
+    translation_xy_cm: float = 0.8  # sideways, cm: ≈ 6 % of the face's width whatever its distance
+    translation_z: float = 0.05  # × t_z: ≈ 5 % change of the face's image size
     expression: float = 0.25  # additive on the active coefficients
     expression_replace: float = 0.5  # probability of taking x from `expression_pool` instead (when given)
     identity: float = 0.5  # additive, u ~ N(0, 1) over real faces
@@ -336,7 +336,7 @@ def perturb_shape_params(params: ShapeParams, rng: np.random.Generator, n: int, 
                          3 * np.radians(r.rotation_deg))
             q = matrix_to_quat(rotvec_to_matrix(rv) @ quat_to_matrix(q))
         if kind in ("translation", "pose"):
-            t = t + rng.normal(0, 1, 3) * tz * np.array([r.translation_xy, r.translation_xy, r.translation_z])
+            t = t + rng.normal(0, 1, 3) * np.array([r.translation_xy_cm, r.translation_xy_cm, r.translation_z * tz])
         if kind == "expression":
             if expression_pool is not None and len(expression_pool) and rng.random() < r.expression_replace:
                 x = np.asarray(expression_pool[rng.integers(len(expression_pool))], np.float64).copy()

@@ -1,0 +1,316 @@
+"""Run-time DDE tracking (paper §5, Fig. 1 right half): one frame at a time, from the previous frame's Q.
+
+    tracker = FaceTracker.load_default(image_size=(640, 480))
+    result = tracker.track(frame_rgb, mask)        # mask: the segmenter's full-frame mask (255 = face) or None
+
+Per frame:
+
+1. **Crop.** A CROP_SIZE square around the previous frame's landmarks (margin CROP_MARGIN, as in training), or —
+   with no previous frame — around a Viola-Jones detection, placed with the calibration measured in training.
+2. **Regress.** Q of the previous frame (or the mean face, from several jittered starts whose median wins, after a
+   detection) is carried into the new crop's camera and run through the cascade on the grey crop and the mask.
+3. **Check.** Tracking is declared lost — and the next frame re-detects instead of drifting — when the landmarks
+   collapse or explode (landmark box < 12 px or bigger than the frame), leave the frame, when the head turns past
+   ±100° yaw, or when the segmentation sees (almost) no face inside the tracked face oval for `lost_after` frames.
+   Every `verify_every` frames a detection confirms that the face is still where the tracker thinks it is.
+4. **Identity and focal** (Eq. 3) are solved on key-frames by :class:`KeyframeSolver` on its own thread; new values
+   are picked up at the start of a frame, never waited for.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ..rig import landmarks as L
+from ..rig.fit import FitRig, solve_identity_focal
+from ..rig.geometry import default_focal, matrix_to_quat
+from ..rig.model import N_IDENTITY, load_rig
+from .cascade import Regressor
+from .shape import CROP_MARGIN, CROP_SIZE, CropCamera, ShapeBatch, ShapeModel
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEFAULT_MODEL = os.path.join(ROOT, "models", "tracker_dde.npz")
+
+
+@dataclass
+class TrackResult:
+    """One frame. tracked False → every other field but `reason` is None. Pose in the frame's camera (OpenCV)."""
+    tracked: bool
+    landmarks: np.ndarray | None = None  # (73, 2) frame px
+    rotation: np.ndarray | None = None  # (3, 3)
+    translation: np.ndarray | None = None  # (3,) cm
+    expression: np.ndarray | None = None  # (46,)
+    bbox: tuple | None = None  # landmark box (x, y, w, h)
+    face_visible: float | None = None  # fraction of the tracked face oval the segmentation calls face
+    reinitialised: bool = False
+    reason: str = ""
+    ms: dict = field(default_factory=dict)
+
+    @property
+    def quaternion(self) -> np.ndarray:
+        return matrix_to_quat(self.rotation)
+
+
+def landmark_crop_affine(landmarks: np.ndarray, size: int = CROP_SIZE, margin: float = CROP_MARGIN) -> np.ndarray:
+    """Frame px → crop px, square around the landmark box (the data engine's face_crop_affine rule)."""
+    lo, hi = landmarks.min(0), landmarks.max(0)
+    centre, side = (lo + hi) / 2, max(float(np.max(hi - lo)) * margin, 8.0)
+    s = size / side
+    return np.array([[s, 0, (size - 1) / 2 - s * centre[0]], [0, s, (size - 1) / 2 - s * centre[1]]])
+
+
+def grey_crop(frame: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    g = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    crop = cv2.warpAffine(g, affine, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.GaussianBlur(crop, (0, 0), 0.8)  # as data.grey() in training
+
+
+class KeyframeSolver:
+    """Eq. 3 on a concurrent thread. `offer()` (tracking thread, cheap) keeps a frame when its expression or pose
+    is new (far from every key-frame so far); once `min_frames` are kept and new ones arrived, the worker re-solves
+    u and f over them and publishes the result, which `latest()` hands to the tracker."""
+
+    def __init__(self, rig, image_size, u0=None, f0=None, max_frames: int = 12, min_frames: int = 3,
+                 expression_novelty: float = 0.35, pose_novelty_deg: float = 12.0, threaded: bool = True):
+        self.fr = rig if isinstance(rig, FitRig) else FitRig(rig)
+        self.image_size = tuple(image_size)
+        self.identity = np.zeros(N_IDENTITY) if u0 is None else np.asarray(u0, np.float64)
+        self.focal = float(default_focal(self.image_size) if f0 is None else f0)
+        self.max_frames, self.min_frames = max_frames, min_frames
+        self.expression_novelty, self.pose_novelty = expression_novelty, np.radians(pose_novelty_deg)
+        self.frames: list = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = False
+        self._version, self._taken = 0, 0
+        self.solves, self.last_ms = 0, 0.0
+        self._dirty = False
+        self._thread = threading.Thread(target=self._run, daemon=True, name="facecap-eq3") if threaded else None
+        if self._thread:
+            self._thread.start()
+
+    def offer(self, landmarks, R, t, x) -> bool:
+        with self._lock:
+            for (_, R2, _, x2) in self.frames:
+                angle = np.arccos(np.clip((np.trace(R @ R2.T) - 1) / 2, -1, 1))
+                if np.abs(x - x2).sum() < self.expression_novelty and angle < self.pose_novelty:
+                    return False
+            self.frames.append((np.asarray(landmarks, np.float64).copy(), R.copy(), t.copy(), x.copy()))
+            if len(self.frames) > self.max_frames:
+                self.frames.pop(1)  # keep the first (usually frontal neutral) frame, drop the oldest other
+            self._dirty = True
+        self._wake.set()
+        if self._thread is None:
+            self.solve_now()
+        return True
+
+    def solve_now(self) -> None:
+        with self._lock:
+            if len(self.frames) < self.min_frames or not self._dirty:
+                return
+            frames, u0, f0 = list(self.frames), self.identity.copy(), self.focal
+            self._dirty = False
+        t0 = time.perf_counter()
+        try:
+            res = solve_identity_focal(frames, self.image_size, self.fr, u0=u0, f0=f0, iterations=3, rounds=2)
+        except ValueError:
+            return
+        ms = (time.perf_counter() - t0) * 1000
+        if np.all(np.isfinite(res.identity)) and np.isfinite(res.focal):
+            with self._lock:
+                self.identity, self.focal = res.identity, res.focal
+                self._version += 1
+                self.solves += 1
+                self.last_ms = ms
+
+    def latest(self):
+        """(u, f) when a newer solve than the last one taken exists, else None."""
+        with self._lock:
+            if self._version == self._taken:
+                return None
+            self._taken = self._version
+            return self.identity.copy(), self.focal
+
+    def _run(self):
+        while not self._stop:
+            self._wake.wait(0.5)
+            self._wake.clear()
+            if not self._stop:
+                self.solve_now()
+
+    def close(self):
+        self._stop = True
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+
+class FaceTracker:
+    def __init__(self, regressor: Regressor, rig=None, image_size=(640, 480), focal: float | None = None,
+                 detector=None, keyframes: bool = True, threaded_keyframes: bool = True, restarts: int = 5,
+                 verify_every: int = 30, lost_after: int = 8):
+        rig = rig or load_rig()
+        self.reg = regressor
+        self.model = ShapeModel(rig)
+        self.image_size = tuple(int(v) for v in image_size)
+        self.focal = float(focal or default_focal(self.image_size))
+        self.identity = np.zeros(N_IDENTITY)
+        self.detector = detector
+        self.restarts, self.verify_every, self.lost_after = restarts, verify_every, lost_after
+        self.keyframes = KeyframeSolver(self.model.fr, self.image_size, f0=self.focal,
+                                        threaded=threaded_keyframes) if keyframes else None
+        self.reset()
+
+    @classmethod
+    def load_default(cls, path: str | None = None, **kw) -> "FaceTracker":
+        return cls(Regressor.load(path or DEFAULT_MODEL), **kw)
+
+    def reset(self):
+        self.prev = None  # (landmarks frame px, R, t, x, D frame px)
+        self.frame_index = 0
+        self.unseen = 0
+
+    def close(self):
+        if self.keyframes:
+            self.keyframes.close()
+
+    # ------------------------------------------------------------------------------------------------ helpers
+    def _camera(self, affine: np.ndarray, n: int = 1) -> CropCamera:
+        cam = CropCamera.from_affine(affine[None], np.array([self.focal]), np.array([self.image_size]))
+        return CropCamera(np.repeat(cam.focal, n), np.repeat(cam.centre, n, 0), np.repeat(cam.roll, n, 0))
+
+    def _detect(self, frame):
+        if self.detector is None:
+            from ..detect.viola_jones import FaceDetector  # noqa: PLC0415
+
+            self.detector = FaceDetector()
+        boxes = self.detector.detect(frame)
+        return boxes[0] if len(boxes) else None
+
+    def _detection_affine(self, box) -> np.ndarray:
+        cal = self.reg.info.get("detector", {"side": 1.0, "dx": 0.0, "dy": 0.08})
+        x, y, w, h = box
+        centre = np.array([x + w / 2 + cal["dx"] * w, y + h / 2 + cal["dy"] * w])
+        half = cal["side"] * w / 2
+        return landmark_crop_affine(np.array([centre - half, centre + half]))
+
+    def _regress(self, crop, crop_mask, affine, shape: ShapeBatch):
+        n = len(shape)
+        cam = self._camera(affine, n)
+        ident = np.repeat(self.identity[None], n, 0)
+        out = self.reg.regress(self.model, crop[None], None if crop_mask is None else crop_mask[None],
+                               np.zeros(n, np.int64), ident, cam, shape)
+        return out, cam, self.model.landmarks(out, ident, cam)
+
+    # ------------------------------------------------------------------------------------------------ per frame
+    def track(self, frame: np.ndarray, mask: np.ndarray | None = None) -> TrackResult:
+        """frame (H, W, 3) uint8 RGB (or grey); mask (H, W) uint8, non-zero = face, or None (no segmentation)."""
+        t0 = time.perf_counter()
+        ms = {}
+        self.frame_index += 1
+        if self.keyframes is not None:
+            new = self.keyframes.latest()
+            if new is not None:
+                self.identity, self.focal = new
+        reinit = self.prev is None
+        if reinit:
+            t1 = time.perf_counter()
+            box = self._detect(frame)
+            ms["detect"] = (time.perf_counter() - t1) * 1000
+            if box is None:
+                return TrackResult(False, reason="no face detected", ms=ms)
+            affine = self._detection_affine(box)
+        else:
+            affine = landmark_crop_affine(self.prev[0])
+        crop = grey_crop(frame, affine)
+        crop_mask = None
+        if mask is not None:
+            crop_mask = cv2.warpAffine(np.ascontiguousarray(mask, np.uint8), affine, (CROP_SIZE, CROP_SIZE),
+                                       flags=cv2.INTER_NEAREST, borderValue=0)
+        t1 = time.perf_counter()
+        if reinit:
+            shape = self.reg.initial_shape(self.restarts)
+            rng = np.random.default_rng(self.frame_index)
+            shape.position[1:] += rng.normal(0, 4.0, (self.restarts - 1, 2))
+            shape.log_scale[1:] += rng.normal(0, 0.04, self.restarts - 1)
+            out, cam, lm = self._regress(crop, crop_mask, affine, shape)
+            med = np.median(lm, axis=0)
+            best = int(np.argmin(np.linalg.norm(lm - med, axis=2).mean(1)))
+            out, cam, lm = out.take([best]), CropCamera(cam.focal[[best]], cam.centre[[best]], cam.roll[[best]]), \
+                lm[[best]]
+        else:
+            _, R, t, x, D = self.prev
+            cam = self._camera(affine)
+            shape = self.model.from_params(R[None], t[None], x[None], cam)
+            shape.displacement = (D * affine[0, 0])[None]
+            out, cam, lm = self._regress(crop, crop_mask, affine, shape)
+        ms["regress"] = (time.perf_counter() - t1) * 1000
+        R, t = self.model.to_params(out, cam)
+        R, t = R[0], t[0]
+        s = affine[0, 0]
+        lm_frame = (lm[0] - affine[:, 2]) / s
+        D = out.displacement[0] / s
+        x = out.expression[0]
+        visible = None
+        if crop_mask is not None:
+            visible = face_visible_fraction(lm[0], crop_mask)
+        reason = self._lost(lm_frame, R, visible)
+        if not reason and self.verify_every and not reinit and self.frame_index % self.verify_every == 0:
+            box = self._detect(frame)
+            if box is not None and _box_iou(box, _lm_box(lm_frame)) < 0.3:
+                reason = "a detection disagrees with the tracked face"
+        if reason:
+            self.prev = None
+            return TrackResult(False, reason=reason, ms=ms, reinitialised=reinit)
+        self.prev = (lm_frame, R, t, x, D)
+        if self.keyframes is not None:
+            self.keyframes.offer(lm_frame, R, t, x)
+        ms["total"] = (time.perf_counter() - t0) * 1000
+        return TrackResult(True, landmarks=lm_frame, rotation=R, translation=t, expression=x.copy(),
+                           bbox=_lm_box(lm_frame), face_visible=visible, reinitialised=reinit, ms=ms)
+
+    def _lost(self, lm, R, visible) -> str:
+        W, H = self.image_size
+        lo, hi = lm.min(0), lm.max(0)
+        side = float(np.max(hi - lo))
+        if not np.all(np.isfinite(lm)) or side < 12 or side > 1.5 * max(W, H):
+            return "landmarks collapsed or exploded"
+        c = (lo + hi) / 2
+        if not (0 <= c[0] < W and 0 <= c[1] < H):
+            return "face left the frame"
+        if abs(np.degrees(np.arctan2(R[0, 2], R[2, 2]))) > 100:
+            return "head turned away"
+        if visible is not None:
+            self.unseen = self.unseen + 1 if visible < 0.1 else 0
+            if self.unseen >= self.lost_after:
+                self.unseen = 0
+                return "no face in the segmentation"
+        return ""
+
+
+def face_visible_fraction(landmarks: np.ndarray, mask: np.ndarray) -> float:
+    """Fraction of the face polygon (jaw line + forehead points of the 73 landmarks) that the mask calls face."""
+    outline = np.concatenate([landmarks[list(L.JAW)], landmarks[[72, 71, 70]]])
+    poly = np.zeros(mask.shape, np.uint8)
+    cv2.fillPoly(poly, [np.round(outline).astype(np.int32)], 1)
+    area = int(poly.sum())
+    return float(((mask > 0) & (poly > 0)).sum() / area) if area else 0.0
+
+
+def _lm_box(lm) -> tuple:
+    lo, hi = lm.min(0), lm.max(0)
+    return (float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1]))
+
+
+def _box_iou(a, b) -> float:
+    ax0, ay0, aw, ah = a
+    bx0, by0, bw, bh = b
+    ix = max(0.0, min(ax0 + aw, bx0 + bw) - max(ax0, bx0))
+    iy = max(0.0, min(ay0 + ah, by0 + bh) - max(ay0, by0))
+    inter = ix * iy
+    return inter / max(aw * ah + bw * bh - inter, 1e-9)
