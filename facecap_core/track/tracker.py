@@ -179,6 +179,17 @@ class FaceTracker:
         if self.keyframes:
             self.keyframes.close()
 
+    def start(self, R, t, x, identity=None) -> None:
+        """Track on from a known state (frame-camera R (3, 3), t (3,) cm, x (46,)) instead of detecting: a resumed
+        session, or a test that knows the first frame."""
+        if identity is not None:
+            self.identity = np.asarray(identity, np.float64)
+        cam = self._camera(np.array([[1.0, 0, 0], [0, 1.0, 0]]))
+        shape = self.model.from_params(np.asarray(R)[None], np.asarray(t)[None], np.asarray(x)[None], cam)
+        lm = self.model.landmarks(shape, self.identity[None], cam)[0]
+        self.prev = (lm, np.asarray(R, np.float64), np.asarray(t, np.float64), np.asarray(x, np.float64),
+                     np.zeros_like(lm))
+
     # ------------------------------------------------------------------------------------------------ helpers
     def _camera(self, affine: np.ndarray, n: int = 1) -> CropCamera:
         cam = CropCamera.from_affine(affine[None], np.array([self.focal]), np.array([self.image_size]))

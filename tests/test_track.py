@@ -1,0 +1,177 @@
+"""DDE tracker (`facecap_core.track`): features, ferns, cascade, model files, run-time tracking.
+
+All data is generated here: shape-indexed features on drawn images, and a tiny cascade trained on synthetic renders
+with procedural textures (no ../shared), which must track a synthetic sequence better than holding its start.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from facecap_core.rig.model import FaceRig
+from facecap_core.track import features as Fe
+from facecap_core.track.cascade import CascadeConfig, ModelFileError, Regressor, landmark_error, train_cascade
+from facecap_core.track.ferns import fern_sum, fit_ferns
+from facecap_core.track.shape import CROP_SIZE, ShapeModel
+
+
+@pytest.fixture(scope="module")
+def rig(rig_path):
+    return FaceRig.load(rig_path)
+
+
+@pytest.fixture(scope="module")
+def shape_model(rig):
+    return ShapeModel(rig)
+
+
+def _mean_landmarks(rig):
+    lm = rig.neutral[rig.landmark_vertices][:, :2]
+    return (lm - lm.min(0)) / (lm.max(0) - lm.min(0)).max() * 90 + 35  # a face in a 160 crop
+
+
+def _texture(size=CROP_SIZE, seed=0):
+    rng = np.random.default_rng(seed)
+    img = cv2.resize(rng.integers(0, 255, (20, 20)).astype(np.uint8), (size, size), interpolation=cv2.INTER_CUBIC)
+    return cv2.GaussianBlur(img, (0, 0), 2.0)
+
+
+# ------------------------------------------------------------------------------------------------------ features
+def test_features_follow_a_similarity_transform(rig):
+    lm = _mean_landmarks(rig)
+    pts = Fe.make_feature_points(lm, 400, np.random.default_rng(0))
+    img = _texture()
+    ang, s, shift = np.radians(12), 1.15, np.array([-9.0, 6.0])
+    c = np.array([80.0, 80.0])
+    M = s * np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]])
+    A = np.hstack([M, (c + shift - M @ c)[:, None]])
+    img2 = cv2.warpAffine(img, A, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    lm2 = lm @ M.T + A[:, 2]
+    f1 = Fe.sample_features(img[None], None, np.zeros(1, int), lm[None], pts)[0]
+    f2 = Fe.sample_features(img2[None], None, np.zeros(1, int), lm2[None], pts)[0]
+    assert np.corrcoef(f1, f2)[0, 1] > 0.95  # same face points, wherever the face went
+    # … and a different face position without moving the landmarks samples something else
+    f3 = Fe.sample_features(img2[None], None, np.zeros(1, int), lm[None], pts)[0]
+    assert np.corrcoef(f1, f3)[0, 1] < 0.8
+    # the points' barycentric coordinates sum to one
+    assert np.allclose(pts.bary.sum(1), 1, atol=1e-5)
+
+
+def test_masked_points_are_never_sampled(rig):
+    lm = _mean_landmarks(rig)
+    pts = Fe.make_feature_points(lm, 400, np.random.default_rng(1))
+    img = np.full((CROP_SIZE, CROP_SIZE), 50, np.uint8)
+    mask = np.ones((CROP_SIZE, CROP_SIZE), np.uint8)
+    mask[:, 80:] = 0  # the right half of the crop is covered
+    rng = np.random.default_rng(2)
+    img[:, 80:] = rng.integers(150, 255, (CROP_SIZE, CROP_SIZE - 80))  # … by something bright and noisy
+    pos = pts.positions(lm[None])[0]
+    covered = np.round(pos[:, 0]) >= 80
+    assert 50 < covered.sum() < 350  # the test means something: many points land on the occluder
+    f = Fe.sample_features(img[None], mask[None], np.zeros(1, int), lm[None], pts)[0]
+    assert np.abs(f).max() < 1e-5  # only face pixels (all 50) were read: no contrast at all
+    f_blind = Fe.sample_features(img[None], None, np.zeros(1, int), lm[None], pts)[0]
+    assert np.abs(f_blind).max() > 0.5  # without the mask the occluder shows up
+    # a fully covered face gives zeros rather than garbage
+    f0 = Fe.sample_features(img[None], np.zeros_like(mask)[None], np.zeros(1, int), lm[None], pts)[0]
+    assert np.all(f0 == 0)
+
+
+# --------------------------------------------------------------------------------------------------------- ferns
+def test_one_fern_reduces_the_residual_it_was_fit_to():
+    rng = np.random.default_rng(0)
+    F = rng.normal(size=(4000, 30)).astype(np.float32)
+    Y = np.stack([F[:, 3] - F[:, 7], 0.5 * (F[:, 10] - F[:, 2])], 1) + rng.normal(0, 0.1, (4000, 2))
+    R = Y.copy()
+    ferns = fit_ferns(F, R, n_ferns=1, depth=4, beta=10.0, rng=rng)
+    assert np.mean(R ** 2) < 0.7 * np.mean(Y ** 2)
+    assert {3, 7} & set(ferns.pairs[0].ravel().tolist())  # it picked informative features
+    # the run-time sum reproduces what training subtracted
+    acc = np.zeros((4000, 2), np.float32)
+    fern_sum(F, ferns.pairs, ferns.thresholds, ferns.outputs, acc)
+    assert np.allclose(acc, Y - R, atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------- a tiny cascade
+@pytest.fixture(scope="module")
+def tiny(rig, shape_model):
+    """A 3-stage cascade trained on 160 synthetic renders (procedural textures), and its training set."""
+    from facecap_core.data.augment import perturb_shape_params, warp_sample
+    from facecap_core.data.build import Recipe, face_crop_affine, tracking_arrays
+    from facecap_core.data.synth import SyntheticFaces
+    from facecap_core.data.texture import procedural_library
+    from facecap_core.track.data import tracking_set
+
+    gen = SyntheticFaces(rig, procedural_library(rig, 4, size=128), None, size=CROP_SIZE)
+    gen.cfg.yaw_max = 35.0
+    rng = np.random.default_rng(0)
+    recipe = Recipe(track_expression_perturbations=4, track_other_perturbations=1)
+    samples, inits = [], []
+    for _ in range(160):
+        s = gen.sample(rng)
+        s = warp_sample(s, face_crop_affine(s.landmarks, CROP_SIZE, 1.3), (CROP_SIZE, CROP_SIZE))
+        row = []
+        for kind, n in (("expression", 4), ("rotation", 1), ("translation", 1), ("identity", 1), ("focal", 1)):
+            row += perturb_shape_params(s.params, rng, n, kind)
+        samples.append(s)
+        inits.append(row)
+    rows = tracking_arrays(samples, ["perturb"] * len(samples), inits, recipe)
+    rows.pop("init_perturbed")
+    data = tracking_set(rows, shape_model, np.random.default_rng(1))
+    reg = train_cascade(shape_model, data, CascadeConfig(stages=3, ferns=40, points=200, beta=100.0),
+                        log=lambda m: None)
+    return reg, data, gen
+
+
+def test_tiny_cascade_reduces_error_and_round_trips(tiny, shape_model, tmp_path):
+    reg, data, _ = tiny
+    gt = data.landmarks[data.image_index]
+    e0 = landmark_error(shape_model.landmarks(data.shape, data.identity, data.camera), gt)
+    out = reg.regress(shape_model, data.images, data.masks, data.image_index, data.identity, data.camera,
+                      data.shape.copy())
+    e1 = landmark_error(shape_model.landmarks(out, data.identity, data.camera), gt)
+    assert np.median(e1) < 0.8 * np.median(e0)
+    path = str(tmp_path / "t.npz")
+    reg.save(path)
+    back = Regressor.load(path)
+    out2 = back.regress(shape_model, data.images, data.masks, data.image_index, data.identity, data.camera,
+                        data.shape.copy())
+    assert np.allclose(shape_model.landmarks(out2, data.identity, data.camera),
+                       shape_model.landmarks(out, data.identity, data.camera), atol=1e-3)
+    assert back.config == reg.config and len(back.stages) == 3
+
+
+def test_corrupt_or_missing_model_gives_a_clear_error(tmp_path):
+    with pytest.raises(ModelFileError, match="not found"):
+        Regressor.load(str(tmp_path / "nope.npz"))
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"PK\x03\x04 definitely not a zip")
+    with pytest.raises(ModelFileError, match="corrupt or not a facecap tracker"):
+        Regressor.load(str(bad))
+    other = tmp_path / "other.npz"
+    np.savez(other, format=np.array("something-else"), version=np.array(1))
+    with pytest.raises(ModelFileError, match="something-else"):
+        Regressor.load(str(other))
+
+
+def test_tiny_cascade_tracks_a_sequence_better_than_its_start(tiny, rig):
+    from facecap_core.data.synth import SyntheticFaces
+    from facecap_core.data.texture import procedural_library
+    from facecap_core.track.sequences import synthetic_sequence
+    from facecap_core.track.tracker import FaceTracker
+
+    reg, _, _ = tiny
+    gen = SyntheticFaces(rig, procedural_library(rig, 2, size=128, seed=5), None, size=256)
+    seq = synthetic_sequence(gen, np.random.default_rng(3), n_frames=24, key_every=12, yaw_amplitude=20)
+    tracker = FaceTracker(reg, rig, image_size=seq.image_size, focal=seq.focal, keyframes=False, verify_every=0)
+    tracker.start(seq.rotation[0], seq.translation[0], seq.expression[0], identity=seq.identity)
+    start = tracker.prev[0]
+    tracked, held = [], []
+    for i in range(len(seq.frames)):
+        r = tracker.track(seq.frames[i], seq.masks[i] * 255)
+        assert r.tracked, r.reason
+        tracked.append(landmark_error(r.landmarks[None], seq.landmarks[i][None])[0])
+        held.append(landmark_error(start[None], seq.landmarks[i][None])[0])
+    assert np.mean(tracked[8:]) < 0.6 * np.mean(held[8:])
+    assert np.median(tracked) < 8.0
