@@ -137,3 +137,107 @@ def test_unwrap_render_round_trip(rig):
     err = s.image[skin].astype(float) - s2.image[skin].astype(float)
     psnr = 10 * np.log10(255.0 ** 2 / np.mean(err ** 2))
     assert psnr > 28, psnr
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# re-enactment (SyntheticFaces.reenact) on a "photo" the test renders itself: a frontal neutral synthetic face and
+# its 478 projected vertices standing in for the teacher landmarks
+# ------------------------------------------------------------------------------------------------------------------
+_JAW_OPEN = 19  # index of JawOpen in rig.expression_names (checked in the fixture)
+
+
+@pytest.fixture(scope="module")
+def photo(rig, gen):
+    """(image 160×160 uint8, landmarks478 (478, 3) px with z scaled like x, the FaceSample it came from)."""
+    assert rig.expression_names[_JAW_OPEN] == "JawOpen"
+    g = SyntheticFaces(rig, gen.textures, None, size=160)
+    p = g.sample_params(np.random.default_rng(2))
+    p.update(angles_deg=np.zeros(3), expression=np.zeros(46), margin=1.5, offset=np.zeros(2))
+    p["hair_v"][:] = -1  # no fringe or strands: the photo's face is clean
+    p["hair_side"][:] = (-1, 2)
+    s = g.render(p)
+    xy = _projected_vertices(rig, s)
+    cam_z = (rig.mesh(s.params.identity, s.params.expression) @ quat_to_matrix(s.params.rotation).T)[:, 2]
+    z = cam_z * s.crop_affine[0, 0] * s.params.focal / s.params.translation[2]
+    return s.image, np.c_[xy, z], s
+
+
+class _JawOpenFaces(SyntheticFaces):
+    """Draws everything as usual but the expression: exactly JawOpen = ``jaw_open``."""
+
+    jaw_open = 0.8
+
+    def sample_params(self, rng):
+        p = super().sample_params(rng)
+        p["expression"] = np.zeros(len(self.rig.expression_names))
+        p["expression"][_JAW_OPEN] = self.jaw_open
+        return p
+
+
+def _to_photo(s):
+    """The sample's 73 landmarks in photo pixels (undo its crop)."""
+    A = s.crop_affine
+    return (s.landmarks - A[:, 2]) @ np.linalg.inv(A[:, :2]).T
+
+
+def test_reenact_outputs_and_mask(rig, gen, photo):
+    image, lm478, _ = photo
+    s = gen.reenact(image, lm478, np.random.default_rng(3), identity_key="me", source="rendered")
+    S = gen.size
+    assert s.image.shape == (S, S, 3) and s.image.dtype == np.uint8
+    assert s.mask.shape == (S, S) and s.mask.dtype == np.uint8 and set(np.unique(s.mask)) <= {0, 1}
+    assert s.landmarks.shape == (73, 2) and np.isfinite(s.landmarks).all() and s.visible.shape == (73,)
+    assert s.source == "synthetic-reenact" and s.identity == "me" and s.meta["texture"] == "rendered"
+    assert s.params.image_size == (160, 160)  # params live in the photo's camera
+    assert s.params.expression.shape == (46,) and 0 <= s.params.expression.min() <= s.params.expression.max() <= 1
+    # Π_f then crop_affine reproduces the landmarks; visible ones lie on the mask; the mask is the face mesh
+    xy = _projected_vertices(rig, s)
+    lmv = np.asarray(rig.landmark_vertices).copy()
+    lmv[:17] = s.meta["jaw_vertices"]
+    np.testing.assert_allclose(s.landmarks, xy[lmv], atol=1e-3)
+    assert s.visible[17:68].all()  # a near-frontal clean face: every inner landmark is seen
+    dil = cv2.dilate(s.mask, np.ones((5, 5), np.uint8))
+    assert all(dil[int(y), int(x)] for (x, y), v in zip(s.landmarks, s.visible) if v)
+    oval, hull = np.zeros_like(s.mask), np.zeros_like(s.mask)
+    cv2.fillPoly(oval, [np.round(xy[rig.face_oval] * 16).astype(np.int32)], 1, shift=4)
+    cv2.fillPoly(hull, [np.round(cv2.convexHull(xy.astype(np.float32))[:, 0] * 16).astype(np.int32)], 1, shift=4)
+    iou = np.sum((s.mask > 0) & (oval > 0)) / np.sum((s.mask > 0) | (oval > 0))
+    assert iou > 0.9, iou  # the mask is the face oval (up to the silhouette of a slightly turned head)
+    assert s.mask[cv2.dilate(hull, np.ones((3, 3), np.uint8)) == 0].sum() == 0
+    # outside the mask the image is the photo itself (cropped); inside, the face wears the photo's own colours
+    bg = cv2.warpAffine(image, s.crop_affine, (S, S), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    np.testing.assert_array_equal(s.image[s.mask == 0], bg[s.mask == 0])
+    skin = cv2.erode(s.mask, np.ones((5, 5), np.uint8)) > 0
+    assert np.abs(s.image[skin].mean(0) - bg[skin].mean(0)).max() < 12
+
+
+def test_reenact_expression_moves_the_expected_landmarks(rig, gen, photo):
+    image, lm478, src = photo
+    kw = dict(textures=gen.textures, size=gen.size)
+    still, jaw = _JawOpenFaces(rig, **kw), _JawOpenFaces(rig, **kw)
+    still.jaw_open = 0.0
+    a = still.reenact(image, lm478, np.random.default_rng(5), max_pose_deg=0.0)
+    b = jaw.reenact(image, lm478, np.random.default_rng(5), max_pose_deg=0.0)
+    # neutral, no pose change: the re-rendered face sits where the photo's face is (the fit reproduces it)
+    err = np.linalg.norm(_to_photo(a) - src.landmarks, axis=1)
+    assert np.median(err) < 1.0 and err.max() < 3.0, err
+    # JawOpen: lower lip and chin go down, eyes, brows and nose stay
+    d = _to_photo(b) - src.landmarks
+    lower_lip, chin, upper_face = [56, 57, 58, 65, 66, 67], [7, 8, 9], list(range(17, 48))
+    assert d[lower_lip, 1].min() > 5.0, d[lower_lip]
+    assert d[chin, 1].min() > 2.0, d[chin]
+    assert np.abs(d[upper_face]).max() < 2.0, d[upper_face]
+    # the open mouth is face (design §5): the pixel between the inner lips is in the mask
+    mid = (b.landmarks[62] + b.landmarks[66]) / 2
+    assert b.landmarks[66, 1] - b.landmarks[62, 1] > 4 and b.mask[int(mid[1]), int(mid[0])] == 1
+
+
+def test_reenact_is_deterministic(gen, photo):
+    image, lm478, _ = photo
+    a = gen.reenact(image, lm478, np.random.default_rng(11))
+    b = gen.reenact(image, lm478, np.random.default_rng(11))
+    c = gen.reenact(image, lm478, np.random.default_rng(12))
+    for k in ("image", "mask", "landmarks", "visible"):
+        assert np.array_equal(getattr(a, k), getattr(b, k)), k
+    assert np.array_equal(a.params.expression, b.params.expression)
+    assert not np.array_equal(a.image, c.image) and not np.array_equal(a.params.rotation, c.params.rotation)
