@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from ..rig import landmarks as L
@@ -139,6 +140,8 @@ class ShapeModel:
         self.neutral = self.fr.neutral[self.vertices]  # (V, 3)
         self.basis_x = np.ascontiguousarray(B[:, :, :N_EXPRESSIONS].reshape(-1, N_EXPRESSIONS))
         self.basis_u = np.ascontiguousarray(B[:, :, N_EXPRESSIONS:].reshape(-1, B.shape[2] - N_EXPRESSIONS))
+        self.basis_x3 = np.ascontiguousarray(B[:, :, :N_EXPRESSIONS])  # (V, 3, 46) for the small-batch kernel
+        self.basis_u3 = np.ascontiguousarray(B[:, :, N_EXPRESSIONS:])
         self.reference = self.fr.neutral[lv].mean(0)  # c0, model cm
         self.jaw_outward = self.fr.jaw_outward
         self.jaw_valid = self.fr.jaw_valid
@@ -195,6 +198,14 @@ class ShapeModel:
 
     def _project(self, shape: ShapeBatch, identity, cam: CropCamera) -> np.ndarray:
         n = len(shape)
+        if n <= 16:  # run time: one compiled loop beats a dozen tiny numpy calls (and BLAS thread wake-ups)
+            out = np.empty((n, N_LANDMARKS, 2))
+            _project_small(np.ascontiguousarray(shape.expression, np.float64),
+                           np.ascontiguousarray(identity, np.float64), np.ascontiguousarray(shape.R, np.float64),
+                           self.decode_pose(shape, cam), cam.focal.astype(np.float64),
+                           np.ascontiguousarray(cam.centre, np.float64), self.neutral, self.basis_x3, self.basis_u3,
+                           self.jaw_outward, self.jaw_valid, self.n_cand, out)
+            return out
         P = self.points(shape.expression, identity)  # (n, V, 3)
         t = self.decode_pose(shape, cam)
         C = np.einsum("nij,nvj->nvi", shape.R, P) + t[:, None]
@@ -215,3 +226,53 @@ class ShapeModel:
         best = np.argmax(score, axis=2)
         lm[:, list(L.JAW)] = np.take_along_axis(qc, best[..., None, None], axis=2)[:, :, 0]
         return lm
+
+
+@numba.njit(cache=True, nogil=True)
+def _project_small(x, u, R, t, focal, centre, neutral, bx, bu, jaw_outward, jaw_valid, n_cand, out):
+    """ShapeModel._project for a few estimates (same rule; see there)."""
+    n_lm = out.shape[1]
+    n_jaw = jaw_outward.shape[0]
+    n_v = neutral.shape[0]
+    q = np.empty((n_v, 2))
+    P = np.empty((n_v, 3))
+    for n in range(x.shape[0]):
+        for v in range(n_v):
+            for d in range(3):
+                acc = neutral[v, d]
+                for j in range(bx.shape[2]):
+                    acc += bx[v, d, j] * x[n, j]
+                for j in range(bu.shape[2]):
+                    acc += bu[v, d, j] * u[n, j]
+                P[v, d] = acc
+            cx = R[n, 0, 0] * P[v, 0] + R[n, 0, 1] * P[v, 1] + R[n, 0, 2] * P[v, 2] + t[n, 0]
+            cy = R[n, 1, 0] * P[v, 0] + R[n, 1, 1] * P[v, 1] + R[n, 1, 2] * P[v, 2] + t[n, 1]
+            cz = R[n, 2, 0] * P[v, 0] + R[n, 2, 1] * P[v, 1] + R[n, 2, 2] * P[v, 2] + t[n, 2]
+            q[v, 0] = focal[n] * cx / cz + centre[n, 0]
+            q[v, 1] = focal[n] * cy / cz + centre[n, 1]
+        for i in range(n_lm):
+            out[n, i, 0] = q[i, 0]
+            out[n, i, 1] = q[i, 1]
+        for j in range(n_jaw):
+            base = n_lm + j * n_cand
+            # image direction of the outward normal at the oval vertex
+            px = P[base, 0] + jaw_outward[j, 0]
+            py = P[base, 1] + jaw_outward[j, 1]
+            pz = P[base, 2] + jaw_outward[j, 2]
+            cx = R[n, 0, 0] * px + R[n, 0, 1] * py + R[n, 0, 2] * pz + t[n, 0]
+            cy = R[n, 1, 0] * px + R[n, 1, 1] * py + R[n, 1, 2] * pz + t[n, 1]
+            cz = R[n, 2, 0] * px + R[n, 2, 1] * py + R[n, 2, 2] * pz + t[n, 2]
+            dx = focal[n] * cx / cz + centre[n, 0] - q[base, 0]
+            dy = focal[n] * cy / cz + centre[n, 1] - q[base, 1]
+            norm = max(np.sqrt(dx * dx + dy * dy), 1e-12)
+            dx /= norm
+            dy /= norm
+            best, best_score = 0, 0.01
+            for c in range(1, n_cand):
+                if not jaw_valid[j, c]:
+                    continue
+                sc = (q[base + c, 0] - q[base, 0]) * dx + (q[base + c, 1] - q[base, 1]) * dy
+                if sc > best_score:
+                    best, best_score = c, sc
+            out[n, j, 0] = q[base + best, 0]
+            out[n, j, 1] = q[base + best, 1]

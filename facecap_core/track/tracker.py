@@ -31,6 +31,7 @@ from ..rig.fit import FitRig, solve_identity_focal
 from ..rig.geometry import default_focal, matrix_to_quat
 from ..rig.model import N_IDENTITY, load_rig
 from .cascade import Regressor
+from .smoothing import PoseSmoother
 from .shape import CROP_MARGIN, CROP_SIZE, CropCamera, ShapeBatch, ShapeModel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -153,7 +154,7 @@ class KeyframeSolver:
 class FaceTracker:
     def __init__(self, regressor: Regressor, rig=None, image_size=(640, 480), focal: float | None = None,
                  detector=None, keyframes: bool = True, threaded_keyframes: bool = True, restarts: int = 5,
-                 verify_every: int = 30, lost_after: int = 8):
+                 verify_every: int = 30, lost_after: int = 8, smoothing: bool = False, fps: float = 30.0):
         rig = rig or load_rig()
         self.reg = regressor
         self.model = ShapeModel(rig)
@@ -162,6 +163,8 @@ class FaceTracker:
         self.identity = np.zeros(N_IDENTITY)
         self.detector = detector
         self.restarts, self.verify_every, self.lost_after = restarts, verify_every, lost_after
+        self.smoother = PoseSmoother() if smoothing else None
+        self.fps = fps
         self.keyframes = KeyframeSolver(self.model.fr, self.image_size, f0=self.focal,
                                         threaded=threaded_keyframes) if keyframes else None
         self.reset()
@@ -174,6 +177,8 @@ class FaceTracker:
         self.prev = None  # (landmarks frame px, R, t, x, D frame px)
         self.frame_index = 0
         self.unseen = 0
+        if getattr(self, "smoother", None) is not None:
+            self.smoother.reset()
 
     def close(self):
         if self.keyframes:
@@ -281,6 +286,10 @@ class FaceTracker:
         self.prev = (lm_frame, R, t, x, D)
         if self.keyframes is not None:
             self.keyframes.offer(lm_frame, R, t, x)
+        if self.smoother is not None:  # the regression goes on from the raw values; only the output is smoothed
+            if reinit:
+                self.smoother.reset()
+            lm_frame, x, R, t = self.smoother(1.0 / self.fps, lm_frame, x, R, t)
         ms["total"] = (time.perf_counter() - t0) * 1000
         return TrackResult(True, landmarks=lm_frame, rotation=R, translation=t, expression=x.copy(),
                            bbox=_lm_box(lm_frame), face_visible=visible, reinitialised=reinit, ms=ms)

@@ -1,0 +1,213 @@
+"""DDE tracker accuracy, stability and speed (issue: DDE tracker; design §8).
+
+    python benchmarks/bench_track.py --data out/track-v1 [--model models/tracker_dde.npz] [--crops 300]
+                                     [--sequences 3] [--frames 180] [--segmenter]
+
+Tables:
+1. NME (%) on the held-out **test identities' real frames** (teacher landmarks), regressing from the data engine's
+   perturbed initial estimates (as in tracking: the previous frame is close) and from the mean face (as after a
+   detection): clean crops, the cut-out copies (a rectangle removed from the face), and a hand pasted over the face.
+   Masks: the ground-truth face mask (oracle segmentation) and, with --segmenter, the shipped segmenter's.
+2. Synthetic sequences with ground truth (test-identity textures): NME and expression-coefficient MAE of the full
+   run-time tracker (key-frame identity/focal thread on), started from a detection.
+3. Jitter on still faces (design §8: landmark std over time / inter-ocular distance) with and without the One Euro
+   filter; the still face is rendered once per frame with fresh sensor noise (σ = 4 grey levels).
+4. Speed: cascade regression ms/frame, whole tracker step, Eq. 3 key-frame solve, beside a cv2.resize reference and
+   the teacher (MediaPipe) on the same frames when installed.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import numpy as np
+from track_common import jitter, nme, sequence_generator, table, track_sequence
+
+from facecap_core.data.dataset import Dataset
+from facecap_core.data.paths import CACHE, SHARED
+from facecap_core.rig.fit import solve_identity_focal
+from facecap_core.rig.model import load_rig
+from facecap_core.track.cascade import Regressor, landmark_error
+from facecap_core.track.data import load_rows, tracking_set
+from facecap_core.track.sequences import synthetic_sequence
+from facecap_core.track.shape import CROP_SIZE, ShapeModel
+from facecap_core.track.tracker import DEFAULT_MODEL, FaceTracker
+
+
+def with_hands(rows, rng):
+    """Paste a hand (real cut-outs from ../shared/occluders when present, else procedural) over every crop."""
+    from facecap_core.data.augment import add_hand  # noqa: PLC0415
+    from facecap_core.data.occluders import OccluderLibrary  # noqa: PLC0415
+    from facecap_core.data.types import FaceSample, ShapeParams  # noqa: PLC0415
+
+    lib = OccluderLibrary.from_dir(os.path.join(SHARED, "occluders"), os.path.join(CACHE, "occluders"))
+    out = dict(rows)
+    out["image"], out["mask"], out["visible"] = rows["image"].copy(), rows["mask"].copy(), rows["visible"].copy()
+    for i in range(len(rows["image"])):
+        params = ShapeParams(rows["rotation"][i], rows["translation"][i], rows["expression"][i],
+                             rows["identity"][i], float(rows["focal"][i]), tuple(rows["image_size"][i]))
+        s = FaceSample(rows["image"][i], rows["mask"][i], rows["landmarks"][i], rows["visible"][i], params)
+        h = add_hand(s, rng, lib)
+        out["image"][i], out["mask"][i], out["visible"][i] = h.image, h.mask, h.visible
+    return out
+
+
+def segmenter_masks(images):
+    """The shipped segmenter's masks for 160 px tracking crops (resized to its 128 px input and back)."""
+    import cv2  # noqa: PLC0415
+
+    from facecap_core.segment.graphcut import GraphCutRefiner  # noqa: PLC0415
+    from facecap_core.segment.segmenter import Segmenter  # noqa: PLC0415
+
+    seg, gc = Segmenter.load_default(device="cpu"), GraphCutRefiner()
+    out = np.empty(images.shape[:3], np.uint8)
+    for i, im in enumerate(images):
+        small = cv2.resize(im, (128, 128), interpolation=cv2.INTER_AREA)
+        m = gc.refine(seg.predict(small[None])[0], small).astype(np.uint8)
+        out[i] = cv2.resize(m, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_NEAREST)
+    return out
+
+
+def real_frames_table(reg, model, args, rng):
+    ds = Dataset(args.data)
+    rows = load_rows(ds.view("tracking", "test"))
+    real = np.char.startswith(rows["source"].astype(str), "real")
+    aug = rows["augmentation"].astype(str)
+    sets = {"clean": real & (aug == "perturb"), "cut-out rectangle": real & (aug == "cutout")}
+    out = []
+    for name, keep in list(sets.items()) + [("hand over the face", None)]:
+        if keep is None:
+            base = {k: v[sets["clean"]] for k, v in rows.items()}
+            r = with_hands(base, np.random.default_rng(7))
+        else:
+            r = {k: v[keep] for k, v in rows.items()}
+        if args.crops and len(r["image"]) > args.crops:
+            pick = np.sort(rng.choice(len(r["image"]), args.crops, replace=False))
+            r = {k: v[pick] for k, v in r.items()}
+        data = tracking_set(r, model, np.random.default_rng(11), inits_per_sample=4)
+        det = tracking_set(r, model, np.random.default_rng(12), inits_per_sample=1)
+        det.shape = reg.initial_shape(len(det))
+        mask_sets = [("oracle", data.masks)]
+        if args.segmenter:
+            mask_sets.append(("segmenter", segmenter_masks(r["image"])))
+        for mname, masks in mask_sets:
+            for init_name, d in (("perturbed S*", data), ("mean face", det)):
+                d.masks = masks
+                gt = d.landmarks[d.image_index]
+                e0 = landmark_error(model.landmarks(d.shape, d.identity, d.camera), gt)
+                t0 = time.perf_counter()
+                s = reg.regress(model, d.images, d.masks, d.image_index, d.identity, d.camera, d.shape.copy())
+                dt = (time.perf_counter() - t0) * 1000 / len(d)
+                e = landmark_error(model.landmarks(s, d.identity, d.camera), gt)
+                out.append([name, mname, init_name, len(r["image"]), len(d), f"{np.median(e0):.2f}",
+                            f"{np.median(e):.2f}", f"{np.mean(e):.2f}", f"{100 * np.mean(e < 8):.0f}%",
+                            f"{dt:.2f}"])
+    return table(["test real frames", "mask", "start", "crops", "estimates", "start NME", "NME median",
+                  "NME mean", "< 8 %", "ms/estimate (batched)"], out)
+
+
+def sequences_table(reg, rig, args):
+    gen, kind = sequence_generator(rig, size=args.size)
+    rows, jit, speed = [], [], {"regress": [], "step": []}
+    for k in range(args.sequences):
+        seq = synthetic_sequence(gen, np.random.default_rng(100 + k), n_frames=args.frames)
+        tr = FaceTracker(reg, rig, image_size=seq.image_size, focal=seq.focal * 1.2)  # focal unknown: +20 %
+        t0 = time.perf_counter()
+        lms, xs, ms = track_sequence(tr, seq.frames, seq.masks * 255)
+        step = (time.perf_counter() - t0) * 1000 / len(seq.frames)
+        e = nme(lms, seq.landmarks)
+        ok = np.isfinite(e)
+        mae = np.mean(np.abs(xs[ok] - seq.expression[ok]))
+        rows.append([k, len(seq.frames), f"{100 * ok.mean():.0f}%", f"{np.nanmedian(e):.2f}", f"{np.nanmean(e):.2f}",
+                     f"{mae:.3f}", tr.keyframes.solves, f"{tr.focal / seq.focal:.2f}"])
+        speed["regress"] += ms
+        speed["step"].append(step)
+        tr.close()
+        still = synthetic_sequence(gen, np.random.default_rng(200 + k), n_frames=90, still=True)
+        noisy = np.clip(still.frames + np.random.default_rng(k).normal(0, 4, still.frames.shape), 0, 255
+                        ).astype(np.uint8)
+        for smooth in (False, True):
+            tr = FaceTracker(reg, rig, image_size=still.image_size, focal=still.focal, smoothing=smooth,
+                             keyframes=False)
+            lms, _, _ = track_sequence(tr, noisy, still.masks * 255)
+            jit.append((k, smooth, jitter(lms[10:], still.landmarks[10:])))
+    seq_t = table(["sequence", "frames", "tracked", "NME median", "NME mean", "expression MAE", "Eq. 3 solves",
+                   "final f / true f"], rows)
+    jit_rows = [[k, "One Euro" if s else "raw", f"{j:.3f}"] for k, s, j in jit]
+    jit_t = table(["still sequence", "output", "jitter (% of IOD)"], jit_rows)
+    return seq_t, jit_t, speed, kind
+
+
+def speed_table(reg, rig, speed, args):
+    import cv2  # noqa: PLC0415
+
+    gen, _ = sequence_generator(rig, size=args.size)
+    seq = synthetic_sequence(gen, np.random.default_rng(300), n_frames=12)
+    frames = [cv2.resize(f, (640, 480)) for f in seq.frames]
+    t0 = time.perf_counter()
+    for f in frames:
+        cv2.resize(f, (320, 240), interpolation=cv2.INTER_AREA)
+    ref = (time.perf_counter() - t0) * 1000 / len(frames)
+    kf = []
+    fr = FaceTracker(reg, rig, image_size=seq.image_size, focal=seq.focal, keyframes=False)
+    lms, _, _ = track_sequence(fr, seq.frames, seq.masks * 255)
+    for i in range(0, 12, 2):
+        kf.append((seq.landmarks[i], seq.rotation[i], seq.translation[i], seq.expression[i]))
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        solve_identity_focal(kf, seq.image_size, rig, f0=seq.focal * 1.2, iterations=3, rounds=2)
+        times.append((time.perf_counter() - t0) * 1000)
+    rows = [["DDE cascade regression (per frame)", f"{np.median(speed['regress']):.2f}"],
+            ["tracker step (crop, regression, checks)", f"{np.median(speed['step']):.2f}"],
+            ["Eq. 3 identity/focal solve, 6 key-frames (own thread)", f"{np.median(times):.1f}"],
+            ["reference: cv2.resize 640×480 → 320×240", f"{ref:.3f}"]]
+    try:
+        from facecap_core.teacher import Teacher  # noqa: PLC0415
+
+        t = Teacher()
+        t.detect(frames[0])
+        t0 = time.perf_counter()
+        for f in frames:
+            t.detect(f)
+        rows.append(["reference: teacher (MediaPipe FaceLandmarker), 640×480",
+                     f"{(time.perf_counter() - t0) * 1000 / len(frames):.1f}"])
+    except Exception as exc:  # the teacher extra is optional
+        rows.append(["reference: teacher", f"unavailable ({exc.__class__.__name__})"])
+    return table(["stage", "ms (median)"], rows)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default="out/track-v1")
+    ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap.add_argument("--crops", type=int, default=300, help="test crops per condition (0 = all)")
+    ap.add_argument("--sequences", type=int, default=3)
+    ap.add_argument("--frames", type=int, default=180)
+    ap.add_argument("--size", type=int, default=320, help="synthetic frame size")
+    ap.add_argument("--segmenter", action="store_true", help="also regress with the shipped segmenter's masks")
+    ap.add_argument("--skip-real", action="store_true")
+    args = ap.parse_args()
+    rig = load_rig()
+    reg = Regressor.load(args.model)
+    model = ShapeModel(rig)
+    c = reg.config
+    print(f"# DDE tracker benchmark — {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"model {os.path.relpath(args.model)} (T={c.stages}, K={c.ferns}, F={c.depth}, P={c.points}, masks "
+          f"{'on' if c.use_masks else 'off'})\n")
+    if not args.skip_real:
+        print("## Held-out test identities, real frames (NME %, design §8)\n")
+        print(real_frames_table(reg, model, args, np.random.default_rng(0)), "\n")
+    seq_t, jit_t, speed, kind = sequences_table(reg, rig, args)
+    print(f"## Synthetic sequences ({kind}; {args.size} px; tracker from detection, f off by +20 %)\n")
+    print(seq_t, "\n")
+    print("## Jitter on still faces\n")
+    print(jit_t, "\n")
+    print("## Speed (this CPU, single thread)\n")
+    print(speed_table(reg, rig, speed, args))
+
+
+if __name__ == "__main__":
+    main()
