@@ -175,3 +175,41 @@ def test_tiny_cascade_tracks_a_sequence_better_than_its_start(tiny, rig):
         held.append(landmark_error(start[None], seq.landmarks[i][None])[0])
     assert np.mean(tracked[8:]) < 0.6 * np.mean(held[8:])
     assert np.median(tracked) < 8.0
+
+
+def test_keyframe_thread_solves_focal_without_blocking(rig, shape_model):
+    import time
+
+    from facecap_core.rig.geometry import euler_to_matrix
+    from facecap_core.track.shape import CropCamera
+    from facecap_core.track.tracker import KeyframeSolver
+
+    rng = np.random.default_rng(0)
+    size, f_true = (640, 480), 700.0
+    u_true = rng.normal(0, 0.7, 50) * (np.abs(rig.identity_basis).sum((1, 2)) > 0)
+    solver = KeyframeSolver(rig, size, f0=900.0, min_frames=4)
+    try:
+        offered = 0
+        for k in range(10):
+            R = euler_to_matrix(*np.radians(rng.uniform([-35, -15, -10], [35, 15, 10])))
+            t = np.array([rng.uniform(-5, 5), rng.uniform(-3, 3), rng.uniform(45, 70)])
+            x = np.clip(rng.normal(0, 0.3, 46), 0, 1)
+            cam = CropCamera(np.array([f_true]), np.array([[320.0, 240.0]]), np.eye(3)[None])
+            shape = shape_model.from_params(R[None], t[None], x[None], cam)
+            lm = shape_model.landmarks(shape, u_true[None], cam)[0]
+            t0 = time.perf_counter()
+            offered += solver.offer(lm, R, t, x)
+            assert time.perf_counter() - t0 < 0.05  # the tracking thread never waits for Eq. 3
+        assert offered >= 4
+        deadline = time.time() + 30
+        got = None
+        while time.time() < deadline and got is None:
+            got = solver.latest()
+            time.sleep(0.05)
+        assert got is not None, "the key-frame thread published nothing"
+        while solver._dirty and time.time() < deadline:  # let it finish the last batch
+            time.sleep(0.05)
+        u, f = solver.identity, solver.focal
+        assert abs(f / f_true - 1) < abs(900.0 / f_true - 1) / 2  # much closer than where it started
+    finally:
+        solver.close()

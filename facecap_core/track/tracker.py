@@ -82,6 +82,8 @@ class KeyframeSolver:
         self.image_size = tuple(image_size)
         self.identity = np.zeros(N_IDENTITY) if u0 is None else np.asarray(u0, np.float64)
         self.focal = float(default_focal(self.image_size) if f0 is None else f0)
+        self.focal0, self.focal_range = self.focal, (0.5, 2.0)
+        self.rejected = 0
         self.max_frames, self.min_frames = max_frames, min_frames
         self.expression_novelty, self.pose_novelty = expression_novelty, np.radians(pose_novelty_deg)
         self.frames: list = []
@@ -122,7 +124,12 @@ class KeyframeSolver:
         except ValueError:
             return
         ms = (time.perf_counter() - t0) * 1000
-        if np.all(np.isfinite(res.identity)) and np.isfinite(res.focal):
+        # accept only a solve that explains the key-frames (bad landmarks must not drag u and f away)
+        size = float(np.median([np.ptp(p, axis=0).max() for p, *_ in frames]))
+        plausible = (res.rms < 0.03 * size and self.focal_range[0] <= res.focal / self.focal0 <= self.focal_range[1]
+                     and np.all(np.isfinite(res.identity)))
+        self.rejected += not plausible
+        if plausible:
             with self._lock:
                 self.identity, self.focal = res.identity, res.focal
                 self._version += 1
