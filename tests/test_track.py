@@ -213,3 +213,23 @@ def test_keyframe_thread_solves_focal_without_blocking(rig, shape_model):
         assert abs(f / f_true - 1) < abs(900.0 / f_true - 1) / 2  # much closer than where it started
     finally:
         solver.close()
+
+
+def test_jaw_landmarks_slide_to_the_silhouette_like_the_fit(rig, shape_model):
+    from facecap_core.rig.fit import silhouette_vertices
+    from facecap_core.rig.geometry import euler_to_matrix, project
+    from facecap_core.track.shape import CropCamera
+
+    f, size = 500.0, (320, 320)
+    cam = CropCamera(np.array([f]), np.array([[160.0, 160.0]]), np.eye(3)[None])
+    moved = 0
+    for yaw in (0.0, 25.0, 50.0, -50.0):
+        R = euler_to_matrix(np.radians(yaw), 0.0, 0.0)
+        t = np.array([0.0, 0.0, 60.0])
+        shape = shape_model.from_params(R[None], t[None], np.zeros((1, 46)), cam)
+        lm = shape_model.rig_landmarks(shape, np.zeros((1, 50)), cam)[0]
+        v = silhouette_vertices(rig, R, t, f, size)
+        expected = project(rig.neutral[v], R, t, f, size)
+        assert np.allclose(lm[:17], expected, atol=1e-6)
+        moved += int(np.sum(v != rig.landmark_vertices[:17]))
+    assert moved > 0  # on turned heads some jaw landmarks left their frontal vertex
