@@ -103,6 +103,67 @@ def test_graph_cut_removes_hair_and_hand_keeps_skin(rig):
     assert mask[hard].mean() > 0.99
 
 
+def _face_mask_polygon(lm):
+    """A surgical face mask worn over mouth and nose: the lower face from the nose bridge's middle down, a little
+    wider than the face (it reaches over the cheeks and the jaw line)."""
+    import cv2
+
+    top = lm[197]  # nose bridge, between the eyes and the nose tip
+    oval = lm[list(L.FACE_OVAL)]
+    low = oval[oval[:, 1] > top[1] + 0.15 * (lm[152, 1] - top[1])]
+    c = oval.mean(0)
+    pts = np.vstack([low + 0.06 * (low - c), top[None]])
+    return cv2.convexHull(pts.astype(np.float32)).reshape(-1, 2)
+
+
+@pytest.mark.parametrize("colour", [(236, 238, 240), (150, 190, 225)], ids=["white", "blue"])
+def test_worn_face_mask_is_not_face(rig, colour):
+    """Design §5: a face mask is an occluder. Painted over mouth and nose of the synthetic face, its pixels inside
+    the oval are non-face (lips and nostrils lose their hard-face status under it); without it the same pixels
+    (lips, nostrils, the skin around them) are face, and elsewhere nothing changes."""
+    lm = _landmarks(rig)
+    img, oval, hair, hand = _synthetic_face(lm)
+    cover = (S._poly(img.shape, _face_mask_polygon(lm)) > 0) & oval & ~hand
+    assert cover.sum() > 2000
+    plain = S.face_mask(img, lm)
+    assert plain[cover].mean() > 0.95, plain[cover].mean()  # mouth, nose and the skin around them: face
+    masked_img = img.copy()
+    rng = np.random.default_rng(3)
+    worn = S._poly(img.shape, _face_mask_polygon(lm)) > 0
+    masked_img[worn] = np.clip(np.array(colour) + rng.normal(0, 4, (worn.sum(), 3)), 0, 255).astype(np.uint8)
+    masked = S.face_mask(masked_img, lm)
+    assert masked[cover].mean() < 0.05, masked[cover].mean()
+    rest = oval & ~worn & ~hair & ~hand
+    assert masked[rest].mean() > 0.9, masked[rest].mean()
+    eyes = (S._poly(img.shape, lm[list(S.EYE_R)]) | S._poly(img.shape, lm[list(S.EYE_L)])) > 0
+    assert masked[eyes].all()  # the eyes above the mask stay (hard) face
+
+
+def test_worn_mask_region_detects_only_masks(rig):
+    """The detector itself: the painted mask is found (and covers the nostrils); a plain face, a face with dark red
+    lips and a grey-scale copy of the masked face (no chroma: undecidable) are left alone."""
+    import cv2
+
+    lm = _landmarks(rig)
+    img, oval, _, hand = _synthetic_face(lm)
+    skin = S.skin_seed_mask(img.shape, lm) > 0
+    region, nose = S.worn_mask_region(img, lm, skin)
+    assert not region.any() and not nose
+    dark_lips = img.copy()
+    dark_lips[S._poly(img.shape, lm[list(S.LIPS_OUTER)]) > 0] = (90, 35, 40)
+    assert not S.worn_mask_region(dark_lips, lm, skin)[0].any()
+    worn = S._poly(img.shape, _face_mask_polygon(lm)) > 0
+    masked = img.copy()
+    masked[worn] = 236
+    skin_m = skin & ~worn
+    region, nose = S.worn_mask_region(masked, lm, skin_m)
+    assert nose and (region & oval & worn).sum() > 0.9 * (oval & worn).sum()
+    near_hand = cv2.dilate(hand.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0  # (blurred) blue hand: cool too
+    assert not region[~worn & ~near_hand].any()
+    grey = np.repeat(masked.mean(2, keepdims=True).astype(np.uint8), 3, axis=2)
+    assert not S.worn_mask_region(grey, lm, skin_m)[0].any()
+
+
 def test_plain_face_is_the_oval(rig):
     lm = _landmarks(rig)
     rng = np.random.default_rng(1)

@@ -5,7 +5,8 @@ This replaces the paper's semi-automatic labelling tool. Given an RGB image and 
 
 1. **Oval**: the 36-vertex face oval (``landmarks.FACE_OVAL``) filled. Everything outside is hard non-face.
 2. **Hard face**: eyes (lid contours), eyebrows, lips (outer lip contour, which contains an open mouth) and the
-   nostrils are face whatever their colour (design §5: eyes and an open mouth are face).
+   nostrils are face whatever their colour (design §5: eyes and an open mouth are face) — unless a worn face
+   mask covers them (below).
 3. **Colour models** in CIE Lab (L down-weighted, so shading matters less than chroma but dark hair on light skin
    and grey-scale photos still separate): smoothed 3D colour histograms.
 
@@ -15,6 +16,16 @@ This replaces the paper's semi-automatic labelling tool. Given an RGB image and 
    * non-skin: a ring just outside the oval (hair, background, collar …) minus the pixels that look like skin
      (neck, ears), plus the seed pixels rejected above.
 
+   **Worn face masks** (colour images): the skin's chroma (Lab a*, b*) is measured on the skin seeds of the
+   upper face (never under a face mask). A pixel is *cool* when its chroma along the skin's hue is less than
+   ``occluder_warmth`` of the skin's: white, grey, black and blue material, but not skin, lips or a beard of
+   the skin's hue. A worn mask is detected when the lip band (outer minus inner lip contour) is mostly cool
+   (lips are redder than skin, so a visible mouth hardly ever is) while the lower face around the mouth is largely
+   cool and the upper face is not (that rules out grey-ish and colour-cast photos). Then the cool region
+   reaching the mouth is the occluder (design §5: non-face): lips — and the nostrils when it covers them — lose
+   their hard-face status, its pixels leave the skin seeds and join the non-skin samples, and the face-ward prior
+   is dropped over it.
+
 4. **Graph cut** (PyMaxflow, vectorised grid graph) on a crop around the oval, resampled so the face is
    ``work_size`` px wide: unary = −log colour likelihood + a spatial prior that favours face deep inside the oval
    (distance to the oval border) and is neutral near it; 8-connected contrast-sensitive pairwise term
@@ -23,8 +34,9 @@ This replaces the paper's semi-automatic labelling tool. Given an RGB image and 
 5. Back at full resolution: the upsampled cut ∧ oval ∨ hard-face; small non-face specks (moles, pores, specular
    glints, < ``min_hole`` of the oval area) that do not touch the oval border are filled.
 
-So hair over the forehead, dark glasses frames, hands and microphones of a colour other than the face skin are
-cut out; a skin-coloured hand is not (that case comes from the synthetic composites, design §7).
+So hair over the forehead, dark glasses frames, hands, microphones and white/blue/black face masks are cut out;
+a skin-coloured hand or a skin-toned (beige) or patterned face mask is not (or only partly: those cases come from
+the synthetic composites, design §7); in grey-scale photos no face mask is looked for (no chroma to tell it by).
 Pure functions on arrays; training-time only.
 """
 from __future__ import annotations
@@ -73,6 +85,13 @@ class SkinSegParams:
     bg_skin_percentile: float = 5.0  # ring pixels likelier than this percentile of the seeds are not non-skin samples
     min_hole: float = 0.004  # non-face components smaller than this fraction of the oval area are filled
     hard_dilate: float = 0.015  # hard-face regions are dilated by this fraction of the oval width
+    # worn face masks (see the module docstring); fractions of pixels that are "cool" (chroma along the skin's hue
+    # below occluder_warmth × the skin's) in the lip band, the lower face and the upper face
+    occluder_warmth: float = 0.45
+    occluder_lips: float = 0.6  # at least this much of the lip band …
+    occluder_lower: float = 0.3  # … and of the lower face (below mid-nose, outside the lips) …
+    occluder_upper: float = 0.3  # … but at most this much of the upper face (eyes' level and above)
+    occluder_min_chroma: float = 6.0  # skin chroma (Lab units) below which no mask is looked for (grey-ish photos)
 
 
 DEFAULT_PARAMS = SkinSegParams()
@@ -95,13 +114,20 @@ def oval_mask(shape, landmarks: np.ndarray) -> np.ndarray:
     return _poly(shape, oval_polygon(landmarks))
 
 
-def hard_face_mask(shape, landmarks: np.ndarray, dilate_px: int = 0) -> np.ndarray:
-    """uint8 {0,1}: eyes, brows, lips (with the open mouth inside) and nostrils, within the oval."""
+def _nostrils(shape, lm: np.ndarray) -> np.ndarray:
+    return _poly(shape, cv2.convexHull(lm[list(NOSTRILS)].astype(np.float32)).reshape(-1, 2))
+
+
+def hard_face_mask(shape, landmarks: np.ndarray, dilate_px: int = 0, mouth: bool = True,
+                   nostrils: bool = True) -> np.ndarray:
+    """uint8 {0,1}: eyes, brows, lips (with the open mouth inside; unless ``mouth`` is False) and nostrils (unless
+    ``nostrils`` is False), within the oval."""
     lm = np.asarray(landmarks, np.float64)[:, :2]
     m = np.zeros(shape[:2], np.uint8)
-    for poly in (EYE_R, EYE_L, BROW_R, BROW_L, LIPS_OUTER, LIPS_INNER):
+    for poly in (EYE_R, EYE_L, BROW_R, BROW_L) + ((LIPS_OUTER, LIPS_INNER) if mouth else ()):
         m |= _poly(shape, lm[list(poly)])
-    m |= _poly(shape, cv2.convexHull(lm[list(NOSTRILS)].astype(np.float32)).reshape(-1, 2))
+    if nostrils:
+        m |= _nostrils(shape, lm)
     if dilate_px > 0:
         k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilate_px + 1, 2 * dilate_px + 1))
         m = cv2.dilate(m, k)
@@ -147,6 +173,64 @@ def _histogram(idx: np.ndarray, bins: int, sigma: float) -> np.ndarray:
         h = gaussian_filter(h, sigma, mode="constant")
     h = h / max(h.sum(), 1e-12)
     return np.log(h.ravel() + 1.0 / (bins ** 3 * max(n, 1.0) * 4.0))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# worn face masks
+# ------------------------------------------------------------------------------------------------------------
+def eye_mouth_coordinate(shape, landmarks: np.ndarray) -> np.ndarray:
+    """float32 (H, W): each pixel's position along the face's eyes→mouth axis, 0 at the eyes' centre, 1 at the
+    mouth's (so about 0.5 at the nose tip; negative on the forehead)."""
+    lm = np.asarray(landmarks, np.float64)[:, :2]
+    eye = lm[list(EYE_R + EYE_L)].mean(0)
+    ax = lm[list(LIPS_OUTER)].mean(0) - eye
+    h, w = shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    return (((xx + 0.5 - eye[0]) * ax[0] + (yy + 0.5 - eye[1]) * ax[1]) / max(float(ax @ ax), 1e-9)).astype(np.float32)
+
+
+def worn_mask_region(image: np.ndarray, landmarks: np.ndarray, skin: np.ndarray,
+                     params: SkinSegParams = DEFAULT_PARAMS) -> tuple[np.ndarray, bool]:
+    """A face mask worn over the mouth (design §5: an occluder) in a colour image.
+
+    image (H, W, 3) uint8 RGB; landmarks (478, 2) pixels; skin (H, W) bool: trusted skin pixels (the skin seeds),
+    of which those above mid-nose give the skin's chroma. Returns (region, nose):
+    region (H, W) bool, the cool pixels connected to the lip band (all False when no mask is detected, see the
+    module docstring), and whether the region also covers the nostrils."""
+    shape = image.shape[:2]
+    none = np.zeros(shape, bool), False
+    lm = np.asarray(landmarks, np.float64)[:, :2]
+    v = eye_mouth_coordinate(shape, lm)
+    ref = skin & (v < 0.35)
+    if ref.sum() < 20:
+        ref = skin
+    if ref.sum() < 20:
+        return none
+    chroma = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)[..., 1:].astype(np.float32) - 128.0
+    hue = np.median(chroma[ref], 0)
+    sat = float(np.linalg.norm(hue))
+    if sat < params.occluder_min_chroma:
+        return none
+    cool = (chroma @ (hue / sat)) < params.occluder_warmth * sat
+    oval = oval_mask(shape, lm) > 0
+    eyes_brows = hard_face_mask(shape, lm, mouth=False, nostrils=False) > 0
+    lips = _poly(shape, lm[list(LIPS_OUTER)]) > 0
+    band = lips & ~(_poly(shape, lm[list(LIPS_INNER)]) > 0)
+    lower = oval & (v > 0.55) & ~lips & ~eyes_brows
+    upper = oval & (v > -0.4) & (v < 0.35) & ~eyes_brows
+    if band.sum() < 5 or lower.sum() < 20 or upper.sum() < 20:
+        return none
+    if not (cool[band].mean() >= params.occluder_lips and cool[lower].mean() >= params.occluder_lower
+            and cool[upper].mean() <= params.occluder_upper):
+        return none
+    cand = cool & oval & ~eyes_brows & (v > 0.2)
+    n, cc = cv2.connectedComponents(cand.astype(np.uint8), connectivity=8)
+    hit = np.zeros(n, bool)
+    hit[np.unique(cc[cand & band])] = True
+    hit[0] = False
+    region = hit[cc]
+    nose = _nostrils(shape, lm) > 0
+    return region, bool(nose.any() and region[nose].mean() >= 0.5)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -272,6 +356,14 @@ def face_mask(image: np.ndarray, landmarks: np.ndarray, params: SkinSegParams = 
     if good.sum() < 20:
         good = cand if cand.sum() >= 20 else inside
     bad_seed = (seeds > 0) & ~good
+    # a worn face mask: no hard face under it, its pixels are non-skin samples and get no face-ward prior
+    occluder, covers_nose = worn_mask_region(small, lms, good, params) if colourful else (np.zeros(shape, bool), False)
+    if occluder.any():
+        hard = hard_face_mask(shape, lms, dil, mouth=False, nostrils=not covers_nose)
+        good &= ~occluder
+        if good.sum() < 20:
+            good = inside & ~occluder if (inside & ~occluder).sum() >= 20 else good | inside
+        bad_seed |= occluder
     bins = params.bins
     idx = _bin_index(feat, bins, params.lab_weights)
     log_skin = _histogram(idx[good], bins, params.hist_sigma)
@@ -290,6 +382,7 @@ def face_mask(image: np.ndarray, landmarks: np.ndarray, params: SkinSegParams = 
     # spatial prior: log-odds for face rising from 0 at the oval border to prior_inner at prior_depth
     depth = cv2.distanceTransform(oval, cv2.DIST_L2, 3) / max(params.work_size, 1)
     prior = params.prior_border + (params.prior_inner - params.prior_border) * np.clip(depth / params.prior_depth, 0.0, 1.0)
+    prior[occluder] = 0.0
     ls, lb = log_skin[idx], log_bg[idx]
     unary_face = -(ls + 0.5 * prior)
     unary_bg = -(lb - 0.5 * prior)
@@ -299,12 +392,12 @@ def face_mask(image: np.ndarray, landmarks: np.ndarray, params: SkinSegParams = 
 
     up = cv2.resize(face_small.astype(np.float32), (cx1 - cx0, cy1 - cy0), interpolation=cv2.INTER_LINEAR)
     out[cy0:cy1, cx0:cx1] = up >= 0.5
-    hard_full = hard_face_mask((H, W), lm)
+    hard_full = hard_face_mask((H, W), lm, mouth=not occluder.any(), nostrils=not covers_nose)
     out = (out & oval_full) | hard_full
     out = _fill_small_holes(out, oval_full, int(params.min_hole * oval_full.sum()))
     out = out & oval_full
     if return_debug:
         dbg = dict(crop=(cx0, cy0, cx1, cy1), small=small, seeds=seeds, good=good, bg=bg_pix, hard=hard, regions=regions,
-                   face_small=face_small, log_skin=ls, log_bg=lb)
+                   face_small=face_small, log_skin=ls, log_bg=lb, occluder=occluder)
         return out.astype(np.uint8), dbg
     return out.astype(np.uint8)
