@@ -13,7 +13,10 @@
     facecap segment INPUT --out DIR [--no-graphcut] [--model PATH] [--device auto|cpu|cuda]
                                        one PNG face mask per frame (255 = face) of an image, a folder/glob of
                                        images or a video (facecap_core.segment.run)
-    facecap track | serve | bench      (parsed; not implemented yet)
+    facecap track INPUT --out TAKE.json [--masks DIR] [--preview OUT.mp4] [--no-segmentation] [--device D]
+                                       track a video, image folder/glob or camera:N; writes a take
+                                       (facecap_core.capture)
+    facecap serve | bench              (parsed; not implemented yet)
 
 Expected errors (missing or corrupt files, no bpy) print one line on stderr and exit with status 1; commands
 that do not exist yet exit with status 2.
@@ -27,7 +30,6 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 NOT_IMPLEMENTED = {  # command → the stage it waits for (README "Status")
-    "track": "tracking: detection → segmentation → DDE regressor → take",
     "serve": "engine service for a remote client",
     "bench": "per-stage benchmarks",
 }
@@ -178,6 +180,58 @@ def cmd_segment(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------------------------- track
+def cmd_track(args) -> int:
+    from .capture.engine import CaptureEngine
+    from .capture.recorder import TakeRecorder
+    from .capture.run import PreviewWriter, open_frames, track_source
+    from .detect import DetectorError, FaceDetector
+    from .rig.model import load_rig
+    from .segment import ModelFileError as SegmentModelError
+    from .segment.graphcut import GraphCutRefiner
+    from .segment.run import InputError, load_segmenter
+    from .track.cascade import ModelFileError as TrackerModelError
+    from .track.cascade import Regressor
+    from .track.tracker import FaceTracker
+
+    try:
+        source = open_frames(args.input, mirror=args.mirror)
+        if not args.no_segmentation and not os.path.isfile(args.segmenter_model):
+            raise CliError(f"segmenter model not found: {args.segmenter_model} (pass --segmenter-model PATH, or "
+                           "--no-segmentation)")
+        regressor = Regressor.load(args.tracker_model)
+        rig = load_rig()
+        detector = FaceDetector()
+        tracker = FaceTracker(regressor, rig, image_size=(source.width, source.height), focal=args.focal,
+                              detector=detector, smoothing=not args.no_smoothing, fps=source.fps)
+        segmenter = None if args.no_segmentation else load_segmenter(args.segmenter_model, args.device)
+        engine = CaptureEngine(tracker, segmenter, None if args.no_segmentation else GraphCutRefiner(), detector)
+        preview = PreviewWriter(args.preview, source.fps, (source.width, source.height), rig, tracker) \
+            if args.preview else None
+    except (InputError, SegmentModelError, TrackerModelError, DetectorError) as exc:
+        raise CliError(str(exc)) from exc
+    recorder = TakeRecorder(args.out, args.input, source.fps, source.width, source.height, tracker.focal)
+    try:
+        report = track_source(source, args.out, engine, recorder, preview, args.masks,
+                              progress=not args.no_progress)
+    except BaseException:
+        recorder.abort()  # the journal keeps every frame so far
+        tracker.close()
+        raise
+    tracker.close()
+    recorder.finish(identity=tracker.identity, focal=tracker.focal)
+    ms = 1e3 * report.seconds / max(report.frames, 1)
+    print(f"facecap track: {report.frames} frames → {args.out} (face tracked in {report.tracked}"
+          f"{f', {report.dropped} live frames dropped' if report.dropped else ''}; {ms:.1f} ms/frame, "
+          f"{1e3 / max(ms, 1e-9):.1f} fps)")
+    if report.error:
+        raise CliError(report.error)
+    if report.tracked == 0:
+        raise CliError(f"no face found in {args.input}: the take has only untracked frames (is the face frontal "
+                       "and large enough at the start?)")
+    return 0
+
+
 def cmd_not_implemented(args) -> int:
     print(f"facecap {args.command}: not implemented yet: see issue \"{NOT_IMPLEMENTED[args.command]}\" "
           "(README, Status)", file=sys.stderr)
@@ -197,7 +251,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--masks", metavar="DIR")
     p.add_argument("--preview", metavar="OUT.mp4")
     p.add_argument("--no-segmentation", action="store_true")
-    p.set_defaults(func=cmd_not_implemented)
+    p.add_argument("--tracker-model", default=os.path.join(ROOT, "models", "tracker_dde.npz"))
+    p.add_argument("--segmenter-model", default=os.path.join(ROOT, "models", "segmenter_lite.onnx"),
+                   help="segmenter model, .onnx (CPU, onnxruntime) or .pt (default: models/segmenter_lite.onnx)")
+    p.add_argument("--focal", type=float, default=None, help="focal length in px if known (else a 60° guess, "
+                                                               "refined on key-frames)")
+    p.add_argument("--mirror", action="store_true", help="mirror a live camera image")
+    p.add_argument("--no-smoothing", action="store_true", help="record the raw, unfiltered values")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_track)
 
     p = sub.add_parser("segment", help="write one PNG face mask per frame (255 = face)")
     p.add_argument("input", help="an image, a folder or glob of images, or a video file")

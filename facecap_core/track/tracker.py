@@ -216,11 +216,26 @@ class FaceTracker:
         return boxes[0] if len(boxes) else None
 
     def _detection_affine(self, box) -> np.ndarray:
-        cal = self.reg.info.get("detector", {"side": 1.0, "dx": 0.0, "dy": 0.08})
+        cal = self._calibration()
         x, y, w, h = box
         centre = np.array([x + w / 2 + cal["dx"] * w, y + h / 2 + cal["dy"] * w])
         half = cal["side"] * w / 2
         return landmark_crop_affine(np.array([centre - half, centre + half]))
+
+    def _calibration(self) -> dict:
+        return self.reg.info.get("detector", {"side": 1.0, "dx": 0.0, "dy": 0.08})
+
+    def face_box(self):
+        """The Viola-Jones-like face box (x, y, w, h) of the last tracked frame (None when not tracking): where the
+        segmenter should crop the next frame."""
+        if self.prev is None:
+            return None
+        lm = self.prev[0]
+        lo, hi = lm.min(0), lm.max(0)
+        cal = self._calibration()
+        w = float(np.max(hi - lo)) / cal["side"]
+        c = (lo + hi) / 2 - np.array([cal["dx"], cal["dy"]]) * w
+        return np.array([c[0] - w / 2, c[1] - w / 2, w, w])
 
     def _regress(self, crop, crop_mask, affine, shape: ShapeBatch):
         n = len(shape)

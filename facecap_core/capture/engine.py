@@ -1,0 +1,151 @@
+"""The capture engine (design §1, paper Fig. 1): detection → segmentation → masked DDE tracking, pipelined.
+
+    engine = CaptureEngine(tracker, segmenter, refiner)
+    for out in engine.run(frames):           # frames: iterable of (index, time s, RGB uint8)
+        out.result                           # TrackResult (pose, expression, landmarks …), out.mask (H, W) 0/255
+
+Three threads and two bounded queues: a reader pulls frames from the source; the segmentation thread crops each
+frame around the face the tracker saw last (a Viola-Jones detection when it has none), runs the network and the
+graph cut; the caller's thread runs the regressor on the frame and its mask. So the network works on frame t+1
+while the regressor works on frame t (onnxruntime and the numba kernels release the GIL). Queues hold at most
+`queue_size` frames, so memory stays flat on long takes. Footage never drops a frame (the reader waits); a live
+source (`live=True`) drops the oldest waiting frame instead, so the engine always works on the newest one.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+_END = object()
+
+
+@dataclass
+class Processed:
+    index: int
+    time: float
+    image: np.ndarray
+    mask: np.ndarray | None  # (H, W) uint8 0/255, None without segmentation
+    result: object  # TrackResult
+    ms: dict = field(default_factory=dict)
+    dropped: int = 0  # live frames dropped before this one
+
+
+class _Failure:
+    def __init__(self, exc):
+        self.exc = exc
+
+
+class CaptureEngine:
+    def __init__(self, tracker, segmenter=None, refiner=None, detector=None, queue_size: int = 2):
+        self.tracker, self.segmenter, self.refiner = tracker, segmenter, refiner
+        self.detector = detector or getattr(tracker, "detector", None)
+        if self.segmenter is not None and self.detector is None:
+            from ..detect.viola_jones import FaceDetector  # noqa: PLC0415
+
+            self.detector = FaceDetector()
+            tracker.detector = self.detector
+        self.queue_size = queue_size
+        self._box = None  # face box (x, y, w, h) of the last tracked frame, for the next crop
+        self._box_lock = threading.Lock()
+        self.dropped = 0
+
+    # ------------------------------------------------------------------------------------------------ threads
+    def _reader(self, frames, q_in: queue.Queue, live: bool, stop: threading.Event):
+        try:
+            for item in frames:
+                if stop.is_set():
+                    return
+                if live:
+                    while True:
+                        try:
+                            q_in.put_nowait(item)
+                            break
+                        except queue.Full:
+                            try:
+                                q_in.get_nowait()
+                                self.dropped += 1
+                            except queue.Empty:
+                                pass
+                else:
+                    while not stop.is_set():
+                        try:
+                            q_in.put(item, timeout=0.2)
+                            break
+                        except queue.Full:
+                            continue
+        except Exception as exc:  # a source that fails mid-take (camera unplugged, truncated file)
+            q_in.put(_Failure(exc))
+        finally:
+            q_in.put(_END)
+
+    def _segmentation(self, q_in: queue.Queue, q_mid: queue.Queue, stop: threading.Event):
+        from ..segment.pipeline import segment_frame  # noqa: PLC0415
+
+        while not stop.is_set():
+            item = q_in.get()
+            if item is _END or isinstance(item, _Failure):
+                q_mid.put(item)
+                if item is _END:
+                    return
+                continue
+            index, t, image = item
+            ms, mask = {}, None
+            try:
+                if self.segmenter is not None:
+                    with self._box_lock:
+                        box = self._box
+                    mask, info = segment_frame(image, self.detector if box is None else None, self.segmenter,
+                                               self.refiner, box=box)
+                    ms = dict(info.ms)
+            except Exception as exc:
+                q_mid.put(_Failure(exc))
+                continue
+            while not stop.is_set():
+                try:
+                    q_mid.put((index, t, image, mask, ms), timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+
+    def run(self, frames, live: bool = False):
+        """Yield a Processed per frame, in order. Exceptions of the source or a stage are re-raised here, after
+        every frame before them has been yielded."""
+        q_in, q_mid = queue.Queue(self.queue_size), queue.Queue(self.queue_size)
+        stop = threading.Event()
+        threads = [threading.Thread(target=self._reader, args=(frames, q_in, live, stop), daemon=True,
+                                    name="facecap-reader"),
+                   threading.Thread(target=self._segmentation, args=(q_in, q_mid, stop), daemon=True,
+                                    name="facecap-segment")]
+        for th in threads:
+            th.start()
+        dropped_seen = 0
+        try:
+            while True:
+                item = q_mid.get()
+                if item is _END:
+                    return
+                if isinstance(item, _Failure):
+                    raise item.exc
+                index, t, image, mask, ms = item
+                t0 = time.perf_counter()
+                result = self.tracker.track(image, mask)
+                ms.update({f"track_{k}": v for k, v in result.ms.items()})
+                ms["track"] = (time.perf_counter() - t0) * 1000
+                with self._box_lock:
+                    self._box = self.tracker.face_box() if result.tracked else None
+                dropped, dropped_seen = self.dropped - dropped_seen, self.dropped
+                yield Processed(index, t, image, mask, result, ms, dropped)
+        finally:
+            stop.set()
+            for q in (q_in, q_mid):  # unblock producers waiting on a full queue
+                try:
+                    while True:
+                        q.get_nowait()
+                except queue.Empty:
+                    pass
+            for th in threads:
+                th.join(timeout=2)
