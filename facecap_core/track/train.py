@@ -148,57 +148,78 @@ def main(argv=None) -> int:
                      "train_estimates": int(len(train)), "sources": sources,
                      "wall_seconds_last_run": round(time.time() - t_start, 1),
                      "hardware": f"{cpu_name()}, {os.cpu_count()} logical CPUs", "use_masks": not args.no_masks,
-                     "cutout_copies": not args.no_cutout, "licenses": ds.manifest.get("licenses", {})})
+                     "cutout_copies": not args.no_cutout, "licenses": ds.manifest.get("licenses", {}),
+                     "args": {k: getattr(args, k) for k in ("data", "out", "inits_per_sample", "no_masks",
+                                                            "no_cutout", "max_crops")}})
     reg.info["val"] = evaluate(reg, model, val)
     out_npz = args.out + ".npz"
     reg.save(out_npz)
-    write_card(args.out + ".md", reg, args, os.path.getsize(out_npz))
+    write_card(args.out + ".md", reg, os.path.getsize(out_npz))
     log(f"wrote {out_npz} ({os.path.getsize(out_npz) / 1e6:.1f} MB) and {args.out}.md; val {reg.info['val']}")
     return 0
 
 
-def write_card(path: str, reg: Regressor, args, size: int) -> None:
+def licence_lines(licenses: dict) -> list[str]:
+    out = []
+    for folder, counts in licenses.items():
+        for name, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+            out.append(f"  - {folder}: {n} × {name}")
+    if any(w in name.lower() for c in licenses.values() for name in c for w in ("non-commercial", "research")):
+        out.append("  - some sources are non-commercial / research-only: so is this model")
+    return out
+
+
+def write_card(path: str, reg: Regressor, size: int) -> None:
     c, info = reg.config, reg.info
+    a = info["args"]
     val = info["val"]
+    out = a["out"]
     lines = [
-        f"# {os.path.basename(args.out)}: DDE regressor (fern cascade)",
+        f"# {os.path.basename(out)}: DDE regressor (fern cascade)",
         "",
         "Segmentation-aware displaced dynamic expression regressor of Saito et al. 2016 §5 (Cao et al. 2014): "
         "T stages × K random ferns of depth F on P shape-indexed, mask-aware pixel features; updates "
         "Q = [R, t, x, D] (46 expressions, 73 landmark displacements); identity and focal come from the key-frame "
-        "solver (Eq. 3).",
+        "solver (Eq. 3). Code: `facecap_core/track/`.",
         "",
         "## Settings",
         f"- T = {c.stages} stages, K = {c.ferns} ferns, F = {c.depth}, P = {c.points} points, shrinkage β = {c.beta}, "
         f"update rank ≤ {c.max_rank}; masks {'used' if c.use_masks else 'ignored'}; "
         f"cut-out copies {'in' if info.get('cutout_copies', True) else 'left out'}; seed {c.seed}",
-        f"- file {os.path.basename(args.out)}.npz, {size / 1e6:.1f} MB (bin outputs float16)",
+        f"- file {os.path.basename(out)}.npz, {size / 1e6:.1f} MB (bin outputs float16)",
         "",
         "## Data",
-        f"- {info['train_crops']} training crops ({info['sources']}) × {args.inits_per_sample} initial estimates = "
-        f"{info['train_estimates']} estimates; from `{args.data}` (identity-split: no test identity used)",
-        f"- Viola-Jones → crop calibration: {info['detector']}",
-        "- Licences of the sources: " + json.dumps(info.get("licenses", {})),
+        f"- {info['train_crops']} training crops ({', '.join(f'{k} {v}' for k, v in info['sources'].items())}) × "
+        f"{a['inits_per_sample']} initial estimates = {info['train_estimates']} estimates, from `{a['data']}` "
+        "(identity split: no validation or test identity is trained on)",
+        f"- Viola-Jones → crop calibration, measured on {info['detector']['n']} training crops: landmark box side = "
+        f"{info['detector']['side']:.3f} × detection width, centre offset ({info['detector']['dx']:.3f}, "
+        f"{info['detector']['dy']:.3f}) × width",
+        "- licences of the sources (from their manifest.csv):",
+        *licence_lines(info.get("licenses", {})),
         "",
         "## Training",
-        f"- hardware: {info['hardware']}; last run {info['wall_seconds_last_run'] / 60:.1f} min",
+        f"- hardware: {info['hardware']}; {info['wall_seconds_last_run'] / 60:.1f} min",
         "- curve (NME %, median; design §8):",
         "",
-        "| stage | rank | train | val | s |",
+        "| stage | rank kept (energy) | train | val | s |",
         "|---|---|---|---|---|",
     ]
     for e in info.get("curve", []):
-        lines.append(f"| {e['stage']} | {e['rank']} | {e['train_nme_median']:.2f} | "
+        lines.append(f"| {e['stage']} | {e['rank']} ({100 * e['energy']:.0f} %) | {e['train_nme_median']:.2f} | "
                      f"{e.get('val_nme_median', float('nan')):.2f} | {e['seconds']} |")
-    lines += ["", "## Metrics (validation identities, from the perturbed initial estimates)",
-              f"- NME median {val['nme_median']:.2f} %, mean {val['nme_mean']:.2f} % "
-              f"(initial estimates: {val['init_nme_median']:.2f} %); expression MAE {val.get('expression_mae', 0):.3f}",
-              "- held-out test identities, occluders, Fig. 8, jitter and speed: `benchmarks/bench_track.py`, "
-              "`benchmarks/fig8_occlusion.py` (figures in the README)",
-              "", "## Reproduce", "```", f"python -m facecap_core.track.train --data {args.data} --out {args.out} "
-              f"--stages {c.stages} --ferns {c.ferns} --depth {c.depth} --points {c.points} --beta {c.beta} "
-              f"--inits-per-sample {args.inits_per_sample}" + (" --no-masks" if args.no_masks else "")
-              + (" --no-cutout" if args.no_cutout else ""), "```", ""]
+    lines += ["", "## Metrics",
+              f"- validation identities, from the perturbed initial estimates: NME median {val['nme_median']:.2f} %, "
+              f"mean {val['nme_mean']:.2f} % (start: {val['init_nme_median']:.2f} %); expression MAE "
+              f"{val.get('expression_mae', 0):.3f}",
+              *[f"- {line}" for line in info.get("benchmarks", [])],
+              "- all benchmark tables: `benchmarks/bench_track.py`, `benchmarks/fig8_occlusion.py`; figures in the "
+              "README", "", "## Reproduce", "```",
+              f"python -m facecap_core.track.train --data {a['data']} --out {out} --stages {c.stages} "
+              f"--ferns {c.ferns} --depth {c.depth} --points {c.points} --beta {c.beta} "
+              f"--inits-per-sample {a['inits_per_sample']}" + (" --no-masks" if a["no_masks"] else "")
+              + (" --no-cutout" if a["no_cutout"] else "") + (f" --max-crops {a['max_crops']}" if a["max_crops"]
+                                                               else ""), "```", ""]
     with open(path, "w") as f:
         f.write("\n".join(lines))
 
