@@ -617,7 +617,7 @@ def _joint_gn(fr: FitRig, verts, p, wn, R, t, f, c, x, u, fix_identity, fix_foca
 def solve_identity_focal(keyframes, image_size, rig, u0=None, f0=None, landmark_set: str = "73",
                          iterations: int = 4, rounds: int = 3,
                          reg: FitWeights | None = None, refine_pose: bool = True,
-                         refine_expression: bool = False) -> KeyframeSolveResult:
+                         refine_expression: bool = False, focal_prior: float = 0.0) -> KeyframeSolveResult:
     """Eq. 3: identity u (50,) and focal f (px) that best explain L key-frames, with each frame's pose refined.
 
     keyframes: list of (points2d (N, 2) px, R (3, 3), t (3,) cm, x (46,)) — the tracker's landmarks and its current
@@ -640,6 +640,7 @@ def solve_identity_focal(keyframes, image_size, rig, u0=None, f0=None, landmark_
         raise ValueError("solve_identity_focal needs at least one key-frame")
     u = np.zeros(N_IDENTITY) if u0 is None else _check_vector(u0, N_IDENTITY, "u0")
     f = default_focal((W, H)) if f0 is None else _check_focal(f0, "f0")
+    f_prior = f
     verts0, slides = fr.vertices_for(landmark_set)
     n = len(verts0)
     jaw = list(L.JAW)
@@ -668,6 +669,7 @@ def solve_identity_focal(keyframes, image_size, rig, u0=None, f0=None, landmark_
     it_total = 0
     for _round in range(rounds):  # re-slide the jaw with the new identity/focal/poses until the silhouette settles
         R, t, X, u, f, res_px, it, converged = _keyframe_lm(fr, p, V, R, t, X, u, f, c, reg, iterations,
+                                                             focal_prior * len(p), f_prior,
                                                              refine_pose, refine_expression)
         it_total += it
         V_new = V.copy()
@@ -683,7 +685,8 @@ def solve_identity_focal(keyframes, image_size, rig, u0=None, f0=None, landmark_
                                iterations=it_total, frame_rms=frame_rms)
 
 
-def _keyframe_lm(fr: FitRig, p, V, R, t, X, u, f, c, reg: FitWeights, iterations, refine_pose, refine_expression):
+def _keyframe_lm(fr: FitRig, p, V, R, t, X, u, f, c, reg: FitWeights, iterations, lam_f, f0, refine_pose,
+                 refine_expression):
     """Damped Gauss-Newton of Eq. 3 for fixed landmark vertices V (L, N); returns R, t, X, u, f, residuals px, its."""
     nf, n = V.shape
     Bx = fr.basis[V][..., :N_EXPRESSIONS]  # (L, N, 3, 46)
@@ -700,7 +703,7 @@ def _keyframe_lm(fr: FitRig, p, V, R, t, X, u, f, c, reg: FitWeights, iterations
         cam = np.einsum("lnc,ldc->lnd", P, R) + t[:, None]
         r = sw * (f * cam[..., :2] / cam[..., 2:3] + c - p)
         e = (0.5 * np.sum(r * r) + 0.5 * reg.identity * u @ u + reg.expression_l1 * X.sum()
-             + 0.5 * reg.expression_l2 * np.sum(X * X))
+             + 0.5 * reg.expression_l2 * np.sum(X * X) + 0.5 * lam_f * ((f - f0) / f0) ** 2)
         return r, cam, e
 
     r, cam, e = residual(R, t, u, f, X)
@@ -724,8 +727,10 @@ def _keyframe_lm(fr: FitRig, p, V, R, t, X, u, f, c, reg: FitWeights, iterations
         Jg2 = Jg.reshape(nf * 2 * n, ng)
         A = Jg2.T @ Jg2
         A[np.arange(N_IDENTITY), np.arange(N_IDENTITY)] += reg.identity
+        A[-1, -1] += lam_f / f0 ** 2
         gg = Jg2.T @ rr.ravel()
         gg[:N_IDENTITY] += reg.identity * u
+        gg[-1] += lam_f * (f - f0) / f0 ** 2
         if refine_pose:
             Jp = np.empty((nf, n, 2, nl))
             a = cam - t[:, None]

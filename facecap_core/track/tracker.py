@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from ..rig import landmarks as L
-from ..rig.fit import FitRig, solve_identity_focal
+from ..rig.fit import FitRig, fit_landmarks, solve_identity_focal
 from ..rig.geometry import default_focal, matrix_to_quat
 from ..rig.model import N_IDENTITY, load_rig
 from .cascade import Regressor
@@ -83,6 +83,7 @@ class KeyframeSolver:
         self.identity = np.zeros(N_IDENTITY) if u0 is None else np.asarray(u0, np.float64)
         self.focal = float(default_focal(self.image_size) if f0 is None else f0)
         self.focal0, self.focal_range = self.focal, (0.5, 2.0)
+        self.focal_prior = 1.0  # cm² per key-frame: see solve_identity_focal
         self.rejected = 0
         self.max_frames, self.min_frames = max_frames, min_frames
         self.expression_novelty, self.pose_novelty = expression_novelty, np.radians(pose_novelty_deg)
@@ -120,7 +121,8 @@ class KeyframeSolver:
             self._dirty = False
         t0 = time.perf_counter()
         try:
-            res = solve_identity_focal(frames, self.image_size, self.fr, u0=u0, f0=f0, iterations=3, rounds=2)
+            res = solve_identity_focal(frames, self.image_size, self.fr, u0=u0, f0=f0, iterations=3, rounds=2,
+                                       focal_prior=self.focal_prior)
         except ValueError:
             return
         ms = (time.perf_counter() - t0) * 1000
@@ -161,7 +163,8 @@ class KeyframeSolver:
 class FaceTracker:
     def __init__(self, regressor: Regressor, rig=None, image_size=(640, 480), focal: float | None = None,
                  detector=None, keyframes: bool = True, threaded_keyframes: bool = True, restarts: int = 5,
-                 verify_every: int = 30, lost_after: int = 8, smoothing: bool = False, fps: float = 30.0):
+                 verify_every: int = 30, lost_after: int = 8, smoothing: bool = False, fps: float = 30.0,
+                 refit: bool = True):
         rig = rig or load_rig()
         self.reg = regressor
         self.model = ShapeModel(rig)
@@ -171,6 +174,8 @@ class FaceTracker:
         self.detector = detector
         self.restarts, self.verify_every, self.lost_after = restarts, verify_every, lost_after
         self.smoother = PoseSmoother() if smoothing else None
+        self.d_shrink = 1.0  # fraction of the previous frame's displacements D the next frame starts from
+        self.refit, self.max_displacement = refit, 0.05
         self.fps = fps
         self.keyframes = KeyframeSolver(self.model.fr, self.image_size, f0=self.focal,
                                         threaded=threaded_keyframes) if keyframes else None
@@ -266,10 +271,15 @@ class FaceTracker:
         else:
             affine = landmark_crop_affine(self.prev[0])
         crop = grey_crop(frame, affine)
-        crop_mask = None
         if mask is not None:
             crop_mask = cv2.warpAffine(np.ascontiguousarray(mask, np.uint8), affine, (CROP_SIZE, CROP_SIZE),
                                        flags=cv2.INTER_NEAREST, borderValue=0)
+        else:
+            # no segmentation: the face region of the previous estimate (the mean face after a detection), so a
+            # regressor trained on masked features still sees face pixels only
+            prev_lm = (self.prev[0] - self.prev[4]) @ affine[:, :2].T + affine[:, 2] if self.prev is not None \
+                else self.reg.mean_landmarks  # the rig's landmarks, without D: a regular face outline
+            crop_mask = face_polygon_mask(prev_lm, (CROP_SIZE, CROP_SIZE), grow=3)
         t1 = time.perf_counter()
         if reinit:
             shape = self.reg.initial_shape(self.restarts)
@@ -285,7 +295,7 @@ class FaceTracker:
             _, R, t, x, D = self.prev
             cam = self._camera(affine)
             shape = self.model.from_params(R[None], t[None], x[None], cam)
-            shape.displacement = (D * affine[0, 0])[None]
+            shape.displacement = (self.d_shrink * D * affine[0, 0])[None]
             out, cam, lm = self._regress(crop, crop_mask, affine, shape)
         ms["regress"] = (time.perf_counter() - t1) * 1000
         R, t = self.model.to_params(out, cam)
@@ -294,9 +304,11 @@ class FaceTracker:
         lm_frame = (lm[0] - affine[:, 2]) / s
         D = out.displacement[0] / s
         x = out.expression[0]
-        visible = None
-        if crop_mask is not None:
-            visible = face_visible_fraction(lm[0], crop_mask)
+        if self.refit:
+            R, t, x, D, rig_lm = self._refit(lm_frame, R, t, x)
+            lm_frame = rig_lm + D
+            ms["refit"] = (time.perf_counter() - t1) * 1000 - ms["regress"]
+        visible = face_visible_fraction(lm[0], crop_mask) if mask is not None else None
         reason = self._lost(lm_frame, R, visible)
         if not reason and self.verify_every and not reinit and self.frame_index % self.verify_every == 0:
             box = self._detect(frame)
@@ -315,6 +327,23 @@ class FaceTracker:
         ms["total"] = (time.perf_counter() - t0) * 1000
         return TrackResult(True, landmarks=lm_frame, rotation=R, translation=t, expression=x.copy(),
                            bbox=_lm_box(lm_frame), face_visible=visible, reinitialised=reinit, ms=ms)
+
+    def _refit(self, lm, R, t, x):
+        """Eq. 4 on the regressed landmarks (u, f fixed, warm-started from the regression): the pose and
+        expression that best explain them, and D = what is left — the definition the training targets follow (their
+        R, t, x are Eq. 4 fits, D the fit residual). Without it D slowly soaks up pose errors and drifts. D is then
+        capped at `max_displacement` × the face's size: larger displacements are not in the training data."""
+        try:
+            fit = fit_landmarks(lm, self.image_size, self.model.fr, u=self.identity, f=self.focal, fix_identity=True,
+                                fix_focal=True, x0=x, pose0=(R, t), outer_iterations=1, gn_iterations=4,
+                                max_lbfgs_iterations=0)
+        except ValueError:
+            return R, t, x, np.zeros_like(lm), lm
+        D = lm - fit.landmarks2d
+        cap = self.max_displacement * float(np.ptp(lm, axis=0).max())
+        norm = np.linalg.norm(D, axis=1, keepdims=True)
+        D = D * np.minimum(1.0, cap / np.maximum(norm, 1e-9))
+        return fit.rotation, fit.translation, fit.expression, D, fit.landmarks2d
 
     def _lost(self, lm, R, visible) -> str:
         W, H = self.image_size
@@ -335,11 +364,19 @@ class FaceTracker:
         return ""
 
 
+def face_polygon_mask(landmarks: np.ndarray, shape: tuple[int, int], grow: int = 0) -> np.ndarray:
+    """(H, W) uint8 {0, 1}: the face polygon (jaw line + forehead points of the 73 landmarks), grown by `grow` px."""
+    outline = np.concatenate([landmarks[list(L.JAW)], landmarks[[72, 71, 70]]])
+    poly = np.zeros(shape, np.uint8)
+    cv2.fillPoly(poly, [np.round(outline).astype(np.int32)], 1)
+    if grow > 0:
+        poly = cv2.dilate(poly, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+    return poly
+
+
 def face_visible_fraction(landmarks: np.ndarray, mask: np.ndarray) -> float:
     """Fraction of the face polygon (jaw line + forehead points of the 73 landmarks) that the mask calls face."""
-    outline = np.concatenate([landmarks[list(L.JAW)], landmarks[[72, 71, 70]]])
-    poly = np.zeros(mask.shape, np.uint8)
-    cv2.fillPoly(poly, [np.round(outline).astype(np.int32)], 1)
+    poly = face_polygon_mask(landmarks, mask.shape)
     area = int(poly.sum())
     return float(((mask > 0) & (poly > 0)).sum() / area) if area else 0.0
 
