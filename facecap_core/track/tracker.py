@@ -27,10 +27,10 @@ import cv2
 import numpy as np
 
 from ..rig import landmarks as L
-from ..rig.fit import FitRig, fit_landmarks, solve_identity_focal
+from ..rig.fit import FitRig, FitWeights, fit_landmarks, solve_identity_focal
 from ..rig.geometry import default_focal, matrix_to_quat
 from ..rig.model import N_IDENTITY, load_rig
-from .cascade import Regressor
+from .cascade import Regressor, mean_rotation
 from .smoothing import PoseSmoother
 from .shape import CROP_MARGIN, CROP_SIZE, CropCamera, ShapeBatch, ShapeModel
 
@@ -77,13 +77,18 @@ class KeyframeSolver:
     u and f over them and publishes the result, which `latest()` hands to the tracker."""
 
     def __init__(self, rig, image_size, u0=None, f0=None, max_frames: int = 12, min_frames: int = 3,
-                 expression_novelty: float = 0.35, pose_novelty_deg: float = 12.0, threaded: bool = True):
+                 expression_novelty: float = 0.35, pose_novelty_deg: float = 12.0, threaded: bool = True,
+                 focal_prior: float = 1000.0, identity_prior: float = 1.0):
         self.fr = rig if isinstance(rig, FitRig) else FitRig(rig)
         self.image_size = tuple(image_size)
         self.identity = np.zeros(N_IDENTITY) if u0 is None else np.asarray(u0, np.float64)
         self.focal = float(default_focal(self.image_size) if f0 is None else f0)
         self.focal0, self.focal_range = self.focal, (0.5, 2.0)
-        self.focal_prior = 1.0  # cm² per key-frame: see solve_identity_focal
+        # measured on synthetic sequences (benchmarks/bench_track.py): on tracked landmarks (≈3 % NME of noise) the
+        # default identity prior lets u run off (|Δu| 40-60 for |u| ≈ 7) and f drift to 0.5-1.9×; a 100× stronger
+        # identity prior and a firm focal prior keep the solve helpful instead of harmful
+        self.focal_prior = focal_prior  # cm² per key-frame: see solve_identity_focal
+        self.weights = FitWeights(identity=identity_prior)
         self.rejected = 0
         self.max_frames, self.min_frames = max_frames, min_frames
         self.expression_novelty, self.pose_novelty = expression_novelty, np.radians(pose_novelty_deg)
@@ -122,7 +127,7 @@ class KeyframeSolver:
         t0 = time.perf_counter()
         try:
             res = solve_identity_focal(frames, self.image_size, self.fr, u0=u0, f0=f0, iterations=3, rounds=2,
-                                       focal_prior=self.focal_prior)
+                                       focal_prior=self.focal_prior, reg=self.weights)
         except ValueError:
             return
         ms = (time.perf_counter() - t0) * 1000
@@ -164,7 +169,7 @@ class FaceTracker:
     def __init__(self, regressor: Regressor, rig=None, image_size=(640, 480), focal: float | None = None,
                  detector=None, keyframes: bool = True, threaded_keyframes: bool = True, restarts: int = 5,
                  verify_every: int = 30, lost_after: int = 8, smoothing: bool = False, fps: float = 30.0,
-                 refit: bool = True):
+                 refit: bool = False, ensemble: int = 1, d_shrink: float = 0.7):
         rig = rig or load_rig()
         self.reg = regressor
         self.model = ShapeModel(rig)
@@ -174,8 +179,12 @@ class FaceTracker:
         self.detector = detector
         self.restarts, self.verify_every, self.lost_after = restarts, verify_every, lost_after
         self.smoother = PoseSmoother() if smoothing else None
-        self.d_shrink = 1.0  # fraction of the previous frame's displacements D the next frame starts from
+        # fraction of the previous frame's displacements D the next frame starts from. Carried in full, D soaks up
+        # the regression's errors frame after frame and wanders (synthetic sequences, benchmarks/bench_track.py:
+        # jitter 2.3 → 0.8 % of IOD and moving-face NME 3.7 → 1.7 % going from 1.0 to 0.7; 0.4 is no better)
+        self.d_shrink = d_shrink
         self.refit, self.max_displacement = refit, 0.05
+        self.ensemble = ensemble
         self.fps = fps
         self.keyframes = KeyframeSolver(self.model.fr, self.image_size, f0=self.focal,
                                         threaded=threaded_keyframes) if keyframes else None
@@ -296,7 +305,20 @@ class FaceTracker:
             cam = self._camera(affine)
             shape = self.model.from_params(R[None], t[None], x[None], cam)
             shape.displacement = (self.d_shrink * D * affine[0, 0])[None]
-            out, cam, lm = self._regress(crop, crop_mask, affine, shape)
+            if self.ensemble > 1:  # several slightly shifted starts, averaged: damps the ferns' bin flips
+                shape = shape.take(np.zeros(self.ensemble, np.int64))
+                rng = np.random.default_rng(self.frame_index)
+                shape.position[1:] += rng.normal(0, 1.0, (self.ensemble - 1, 2))
+                shape.log_scale[1:] += rng.normal(0, 0.01, self.ensemble - 1)
+                out, cam, lm = self._regress(crop, crop_mask, affine, shape)
+                out = ShapeBatch(R=mean_rotation(out.R)[None], position=out.position.mean(0, keepdims=True),
+                                 log_scale=out.log_scale.mean(keepdims=True),
+                                 expression=out.expression.mean(0, keepdims=True),
+                                 displacement=out.displacement.mean(0, keepdims=True))
+                cam = CropCamera(cam.focal[:1], cam.centre[:1], cam.roll[:1])
+                lm = self.model.landmarks(out, self.identity[None], cam)
+            else:
+                out, cam, lm = self._regress(crop, crop_mask, affine, shape)
         ms["regress"] = (time.perf_counter() - t1) * 1000
         R, t = self.model.to_params(out, cam)
         R, t = R[0], t[0]
