@@ -35,6 +35,10 @@ NOT_IMPLEMENTED = {  # command → the stage it waits for (README "Status")
 }
 
 
+DEFAULT_TRACKER = os.path.join(ROOT, "models", "tracker_dde.npz")
+DEFAULT_TRACKER_NOMASK = os.path.join(ROOT, "models", "tracker_dde_nomask.npz")
+
+
 class CliError(RuntimeError):
     """An expected error: printed as one line, exit status 1."""
 
@@ -199,7 +203,10 @@ def cmd_track(args) -> int:
         if not args.no_segmentation and not os.path.isfile(args.segmenter_model):
             raise CliError(f"segmenter model not found: {args.segmenter_model} (pass --segmenter-model PATH, or "
                            "--no-segmentation)")
-        regressor = Regressor.load(args.tracker_model)
+        model_path = args.tracker_model
+        if args.no_segmentation and model_path == DEFAULT_TRACKER:
+            model_path = DEFAULT_TRACKER_NOMASK  # trained blind to masks: the masked one needs a segmentation
+        regressor = Regressor.load(model_path)
         rig = load_rig()
         detector = FaceDetector()
         tracker = FaceTracker(regressor, rig, image_size=(source.width, source.height), focal=args.focal,
@@ -251,7 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--masks", metavar="DIR")
     p.add_argument("--preview", metavar="OUT.mp4")
     p.add_argument("--no-segmentation", action="store_true")
-    p.add_argument("--tracker-model", default=os.path.join(ROOT, "models", "tracker_dde.npz"))
+    p.add_argument("--tracker-model", default=DEFAULT_TRACKER,
+                   help="DDE regressor (default: models/tracker_dde.npz; with --no-segmentation "
+                        "models/tracker_dde_nomask.npz)")
     p.add_argument("--segmenter-model", default=os.path.join(ROOT, "models", "segmenter_lite.onnx"),
                    help="segmenter model, .onnx (CPU, onnxruntime) or .pt (default: models/segmenter_lite.onnx)")
     p.add_argument("--focal", type=float, default=None, help="focal length in px if known (else a 60° guess, "
