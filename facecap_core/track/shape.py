@@ -43,6 +43,10 @@ for _name, _n in GROUPS:
 
 def rodrigues(r: np.ndarray) -> np.ndarray:
     """(N, 3) rotation vectors → (N, 3, 3) matrices."""
+    if len(r) <= 16:  # run time: one compiled loop instead of a dozen tiny numpy calls
+        out = np.empty((len(r), 3, 3))
+        _rodrigues_small(np.ascontiguousarray(r, np.float64), out)
+        return out
     theta = np.linalg.norm(r, axis=1)
     k = r / np.maximum(theta, 1e-12)[:, None]
     K = np.zeros((len(r), 3, 3))
@@ -142,6 +146,8 @@ class ShapeModel:
         self.basis_u = np.ascontiguousarray(B[:, :, N_EXPRESSIONS:].reshape(-1, B.shape[2] - N_EXPRESSIONS))
         self.basis_x3 = np.ascontiguousarray(B[:, :, :N_EXPRESSIONS])  # (V, 3, 46) for the small-batch kernel
         self.basis_u3 = np.ascontiguousarray(B[:, :, N_EXPRESSIONS:])
+        self._no_identity = np.zeros(self.basis_u3.shape[:2] + (0,))
+        self._b0, self._b0_key = None, None
         self.reference = self.fr.neutral[lv].mean(0)  # c0, model cm
         self.jaw_outward = self.fr.jaw_outward
         self.jaw_valid = self.fr.jaw_valid
@@ -200,11 +206,18 @@ class ShapeModel:
         n = len(shape)
         if n <= 16:  # run time: one compiled loop beats a dozen tiny numpy calls (and BLAS thread wake-ups)
             out = np.empty((n, N_LANDMARKS, 2))
-            _project_small(np.ascontiguousarray(shape.expression, np.float64),
-                           np.ascontiguousarray(identity, np.float64), np.ascontiguousarray(shape.R, np.float64),
-                           self.decode_pose(shape, cam), cam.focal.astype(np.float64),
-                           np.ascontiguousarray(cam.centre, np.float64), self.neutral, self.basis_x3, self.basis_u3,
-                           self.jaw_outward, self.jaw_valid, self.n_cand, out)
+            identity = np.ascontiguousarray(identity, np.float64)
+            neutral, bu = self.neutral, self.basis_u3
+            if np.all(identity == identity[:1]):  # one identity for all: b0(u) once, cached across stages
+                key = identity[0].tobytes()
+                if self._b0_key != key:
+                    self._b0 = self.neutral + self.basis_u3 @ identity[0]
+                    self._b0_key = key
+                neutral, bu = self._b0, self._no_identity
+            _project_small(np.ascontiguousarray(shape.expression, np.float64), identity,
+                           np.ascontiguousarray(shape.R, np.float64), self.decode_pose(shape, cam),
+                           cam.focal.astype(np.float64), np.ascontiguousarray(cam.centre, np.float64), neutral,
+                           self.basis_x3, bu, self.jaw_outward, self.jaw_valid, self.n_cand, out)
             return out
         P = self.points(shape.expression, identity)  # (n, V, 3)
         t = self.decode_pose(shape, cam)
@@ -276,3 +289,24 @@ def _project_small(x, u, R, t, focal, centre, neutral, bx, bu, jaw_outward, jaw_
                     best, best_score = c, sc
             out[n, j, 0] = q[base + best, 0]
             out[n, j, 1] = q[base + best, 1]
+
+
+@numba.njit(cache=True, nogil=True)
+def _rodrigues_small(r, out):
+    for n in range(r.shape[0]):
+        theta = np.sqrt(r[n, 0] ** 2 + r[n, 1] ** 2 + r[n, 2] ** 2)
+        if theta < 1e-12:
+            kx, ky, kz, s, c = 0.0, 0.0, 0.0, 0.0, 1.0
+        else:
+            kx, ky, kz = r[n, 0] / theta, r[n, 1] / theta, r[n, 2] / theta
+            s, c = np.sin(theta), np.cos(theta)
+        v = 1.0 - c
+        out[n, 0, 0] = c + kx * kx * v
+        out[n, 0, 1] = kx * ky * v - kz * s
+        out[n, 0, 2] = kx * kz * v + ky * s
+        out[n, 1, 0] = ky * kx * v + kz * s
+        out[n, 1, 1] = c + ky * ky * v
+        out[n, 1, 2] = ky * kz * v - kx * s
+        out[n, 2, 0] = kz * kx * v - ky * s
+        out[n, 2, 1] = kz * ky * v + kx * s
+        out[n, 2, 2] = c + kz * kz * v
