@@ -191,6 +191,8 @@ class ShapeModel:
     def rig_landmarks(self, shape: ShapeBatch, identity: np.ndarray, cam: CropCamera,
                       chunk: int = 8192) -> np.ndarray:
         """(N, 73, 2) crop px: projected rig landmarks (jaw on the silhouette), without the displacements D."""
+        if len(shape) <= chunk:
+            return self._project(shape, identity, cam)
         out = np.empty((len(shape), N_LANDMARKS, 2))
         for a in range(0, len(shape), chunk):
             s = slice(a, a + chunk)
