@@ -1,10 +1,11 @@
-"""`facecap demo`: the embedded default sample, end to end with the stages that exist.
+"""`facecap demo`: the embedded default sample, tracked end to end from its pixels.
 
-A synthetic performance of the rig (expressions rising and falling, the head turning) is rendered into a sample
-clip; its 73 landmarks are fitted back frame by frame with Eq. 4 (identity and focal fixed, warm-started, as a
-tracker would); the fitted parameters become a take (design §6), a preview video (the clip with the landmarks
-and the fit's reprojection) and a .blend with the animated FaceRig. When the segmentation net and the DDE
-regressor exist, the clip will be tracked from its pixels instead of its landmarks.
+A synthetic performance (expressions rising and falling in turn while the head turns) of a procedurally textured
+face over a procedural background is rendered into a 640×480 sample clip — everything from the installed package,
+nothing downloaded. The clip then goes through the same path as `facecap track`: Viola–Jones → segmentation
+network + graph cut → DDE regressor (models/), pipelined, into a take (design §6), a preview video (mask tint,
+landmarks, rig wireframe) and a .blend with the animated FaceRig. Because the clip is rendered, the demo also prints
+how close the tracking came to the truth.
 """
 from __future__ import annotations
 
@@ -15,10 +16,8 @@ import time
 
 import numpy as np
 
-from .rig import fit as F
-from .rig.geometry import default_focal, euler_to_matrix, matrix_to_quat, project, quat_to_matrix
-from .rig.landmarks import JAW
-from .rig.model import MATERIAL_EYE, MATERIAL_IRIS, MATERIAL_MOUTH, FaceRig
+from .rig.geometry import default_focal, euler_to_matrix, matrix_to_quat, quat_to_matrix
+from .rig.model import FaceRig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEQUENCE = (("JawOpen",), ("MouthSmile_L", "MouthSmile_R"), ("EyeBlink_L", "EyeBlink_R"), ("BrowsU_C",))
@@ -47,46 +46,25 @@ def performance(rig: FaceRig, n_frames: int, fps: float = FPS):
     return expr, rot, np.tile([0.0, 0.0, 55.0], (n_frames, 1))
 
 
-def landmarks_of(rig: FaceRig, expr, rot, trans, focal: float, size=IMAGE_SIZE) -> np.ndarray:
-    """(N, 73, 2) pixel landmarks; the 17 jaw points sit on the visible contour (design §4)."""
-    out = []
-    for x, q, t in zip(expr, rot, trans):
-        R = quat_to_matrix(q)
-        verts = rig.landmark_vertices.copy()
-        verts[list(JAW)] = F.silhouette_vertices(rig, R, t, focal, size, x=x)
-        out.append(project(rig.landmarks3d(x=x, vertices=verts), R, t, focal, size))
-    return np.array(out)
-
-
-def fit_sequence(rig: FaceRig, landmarks: np.ndarray, focal: float, size=IMAGE_SIZE):
-    """Eq. 4 per frame with identity and focal fixed, warm-started from the previous frame.
-    Returns expression (N, 46), quaternions (N, 4), translation (N, 3), reprojected landmarks (N, 73, 2)."""
-    fit_rig = F.FitRig(rig)
-    xs, qs, ts, lms = [], [], [], []
-    x0 = pose0 = None
-    for lm in landmarks:
-        r = F.fit_landmarks(lm, size, fit_rig, f=focal, fix_identity=True, fix_focal=True, x0=x0, pose0=pose0)
-        xs.append(r.expression), qs.append(r.quaternion), ts.append(r.translation), lms.append(r.landmarks2d)
-        x0, pose0 = r.expression, (r.rotation, r.translation)
-    return np.array(xs), np.array(qs), np.array(ts), np.array(lms)
-
-
-def render_clip(rig: FaceRig, expr, rot, trans, focal: float, size=IMAGE_SIZE) -> np.ndarray:
-    """(N, H, W, 3) uint8 RGB frames of the shaded rig (skin, dark mouth, pale eyes, dark irises) on a gradient."""
-    from .render.raster import render_shaded  # noqa: PLC0415
+def render_clip(rig: FaceRig, expr, rot, seed: int = 7, size=IMAGE_SIZE):
+    """The sample clip: the performance on a procedurally textured face (SyntheticFaces) over a procedural
+    background, 640×480, principal point at the centre. Returns the rendered Sequence cut to `size`."""
+    from .data.synth import SyntheticFaces, procedural_backgrounds  # noqa: PLC0415
+    from .data.texture import procedural_library  # noqa: PLC0415
+    from .track.sequences import render_sequence  # noqa: PLC0415
 
     w, h = size
-    colour = {MATERIAL_MOUTH: (0.35, 0.08, 0.08), MATERIAL_EYE: (0.92, 0.9, 0.86), MATERIAL_IRIS: (0.2, 0.12, 0.08)}
-    corners = np.array([colour.get(int(m), (0.86, 0.68, 0.58)) for m in rig.triangle_material])
-    corners = np.repeat(corners[:, None, :], 3, axis=1)
-    background = np.linspace(0.18, 0.32, h)[:, None, None] * np.ones((1, w, 3))
-    frames = []
-    for x, q, t in zip(expr, rot, trans):
-        cam = rig.mesh(x=x) @ quat_to_matrix(q).T + t
-        res = render_shaded(cam, rig.triangles, focal, size, colours=corners)
-        img = np.where((res.tri_id >= 0)[..., None], res.image, background)
-        frames.append((np.clip(img, 0, 1) * 255).astype(np.uint8))
-    return np.array(frames)
+    gen = SyntheticFaces(rig, procedural_library(rig, 1, seed=seed), procedural_backgrounds(4, seed=seed, size=256),
+                         size=w)
+    p = gen.sample_params(np.random.default_rng(seed))
+    p["hairstyle"]["bald"] = False
+    z = 55.0 * p["focal"] / default_focal(size) * 0.9  # the face about as large as a webcam user's
+    trans = np.tile([0.0, 0.0, z], (len(expr), 1))
+    seq = render_sequence(gen, p, quat_to_matrix(rot), trans, expr, face_fraction=0.3)
+    top = (w - h) // 2  # the square render, cut to 4:3 around its centre row (keeps the principal point central)
+    seq.frames, seq.masks = seq.frames[:, top:top + h], seq.masks[:, top:top + h]
+    seq.landmarks = seq.landmarks - np.array([0.0, top])
+    return seq
 
 
 def write_video(path: str, frames_rgb: np.ndarray, fps: float = FPS, overlays=()) -> str:
@@ -118,40 +96,60 @@ def build_blend(rig_path: str, take_path: str, out_path: str, python: str | None
 
 def run_demo(rig: FaceRig, rig_path: str, out: str, n_frames: int = 60, blend: bool = True,
              python: str | None = None, log=print) -> dict:
-    """The whole demo; returns the paths written and the fit's figures."""
-    from .take import make_frame, make_take, read_take, write_take  # noqa: PLC0415
+    """The whole demo; returns the paths written and the tracking figures."""
+    from .capture.engine import CaptureEngine  # noqa: PLC0415
+    from .capture.recorder import TakeRecorder  # noqa: PLC0415
+    from .capture.run import PreviewWriter, take_frame  # noqa: PLC0415
+    from .segment.graphcut import GraphCutRefiner  # noqa: PLC0415
+    from .segment.segmenter import Segmenter  # noqa: PLC0415
+    from .take import read_take  # noqa: PLC0415
+    from .track.cascade import landmark_error  # noqa: PLC0415
+    from .track.tracker import FaceTracker  # noqa: PLC0415
 
     os.makedirs(out, exist_ok=True)
-    focal = default_focal(IMAGE_SIZE)
-    expr, rot, trans = performance(rig, n_frames)
-    landmarks = landmarks_of(rig, expr, rot, trans, focal)
-    clip = render_clip(rig, expr, rot, trans, focal)
-    paths = {"sample": write_video(os.path.join(out, "sample.mp4"), clip)}
-    np.savez_compressed(os.path.join(out, "landmarks.npz"), landmarks=landmarks, expression=expr, rotation=rot,
-                        translation=trans, focal=focal, image_size=np.array(IMAGE_SIZE))
-    log(f"sample clip: {n_frames} frames of {rig.name} ({', '.join('+'.join(g) for g in SEQUENCE)}, head turn "
-        f"±20°) → {paths['sample']}")
+    expr, rot, _ = performance(rig, n_frames)
+    seq = render_clip(rig, expr, rot)
+    paths = {"sample": write_video(os.path.join(out, "sample.mp4"), seq.frames)}
+    np.savez_compressed(os.path.join(out, "landmarks.npz"), landmarks=seq.landmarks, expression=seq.expression,
+                        rotation=seq.rotation, translation=seq.translation, focal=seq.focal,
+                        image_size=np.array(IMAGE_SIZE))
+    log(f"sample clip: {n_frames} frames ({', '.join('+'.join(g) for g in SEQUENCE)}, head turn ±20°) → "
+        f"{paths['sample']}")
 
-    t0 = time.perf_counter()
-    fx, fq, ft, flm = fit_sequence(rig, landmarks, focal)
-    ms = 1000 * (time.perf_counter() - t0) / n_frames
-    err_px = float(np.linalg.norm(flm - landmarks, axis=2).mean())
-    err_x = float(np.abs(fx - expr).mean())
-    log(f"fitted {n_frames} frames from their landmarks (Eq. 4, {ms:.1f} ms/frame): landmark error {err_px:.2f} px, "
-        f"expression error {err_x:.3f} (mean |Δx| over 46)")
-
-    frames = [make_frame(i, i / FPS, fx[i], fq[i], ft[i], flm[i]) for i in range(n_frames)]
+    tracker = FaceTracker.load_default(rig=rig, image_size=IMAGE_SIZE, smoothing=True, fps=FPS)
+    engine = CaptureEngine(tracker, Segmenter.load_default(device="cpu"), GraphCutRefiner())
     paths["take"] = os.path.join(out, "take.json")
-    write_take(paths["take"], make_take("facecap demo: synthetic performance fitted from its landmarks", FPS,
-                                        IMAGE_SIZE[0], IMAGE_SIZE[1], focal, frames))
+    recorder = TakeRecorder(paths["take"], "facecap demo: synthetic sample clip", FPS, IMAGE_SIZE[0], IMAGE_SIZE[1],
+                            tracker.focal)
+    paths["preview"] = os.path.join(out, "preview.mp4")
+    preview = PreviewWriter(paths["preview"], FPS, IMAGE_SIZE, rig, tracker)
+    t0 = time.perf_counter()
+    lms, xs = np.full((n_frames, 73, 2), np.nan), np.full((n_frames, 46), np.nan)
+    try:
+        for p in engine.run((i, i / FPS, f) for i, f in enumerate(seq.frames)):
+            recorder.add(take_frame(p))
+            preview.write(p)
+            if p.result.tracked:
+                lms[p.index], xs[p.index] = p.result.landmarks, p.result.expression
+    except BaseException:
+        recorder.abort()
+        raise
+    finally:
+        preview.close()
+        tracker.close()
+    ms = 1000 * (time.perf_counter() - t0) / n_frames
+    recorder.finish(identity=tracker.identity, focal=tracker.focal)
     read_take(paths["take"])
+    ok = np.isfinite(lms[:, 0, 0])
+    nme = float(np.median(landmark_error(lms[ok], seq.landmarks[ok]))) if ok.any() else float("nan")
+    err_x = float(np.abs(xs[ok] - seq.expression[ok]).mean()) if ok.any() else float("nan")
+    log(f"tracked {int(ok.sum())}/{n_frames} frames from their pixels (detection → segmentation → DDE regressor, "
+        f"{ms:.1f} ms/frame): landmark NME {nme:.2f} % (median), expression error {err_x:.3f} (mean |Δx| over 46)")
     log(f"take → {paths['take']}")
-    paths["preview"] = write_video(os.path.join(out, "preview.mp4"), clip,
-                                   overlays=((landmarks, (0, 200, 0), 3), (flm, (0, 0, 255), 1)))
-    log(f"preview (landmarks green, fit red) → {paths['preview']}")
+    log(f"preview (mask green, landmarks yellow, rig wireframe) → {paths['preview']}")
     if blend:
         paths["blend"] = os.path.join(out, "demo.blend")
         build_blend(rig_path, paths["take"], paths["blend"], python)
         log(f"blend → {paths['blend']} (object FaceRig, {len(rig.expression_names)} shape keys, animated; camera "
             "FacecapCamera)")
-    return {"paths": paths, "ms_per_frame": ms, "landmark_error_px": err_px, "expression_error": err_x}
+    return {"paths": paths, "ms_per_frame": ms, "tracked": int(ok.sum()), "nme": nme, "expression_error": err_x}
