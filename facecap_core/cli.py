@@ -2,8 +2,8 @@
 
     facecap rig info [--rig PATH]      summary of the face rig
     facecap demo [--out DIR] [--frames N] [--no-blend]
-                                       render a sample clip of the rig, fit each frame back from its landmarks,
-                                       write a take, a preview video and a .blend with the animated rig
+                                       render a sample clip, track it from its pixels, write a take, a preview
+                                       video and a .blend with the animated rig
     facecap data build --out DIR [--seed 0] [--faces D] [--occluders D] [--backgrounds D] [--kinds K,K]
                        [--count-synthetic N] [--max-video-frames N] [--shard-size N] [--limit N] [--resume]
                                        build a versioned training dataset (facecap_core.data.build)
@@ -85,10 +85,13 @@ def cmd_demo(args) -> int:
     from .demo import DemoError, run_demo
     from .rig.model import DEFAULT_RIG_PATH, load_rig
 
+    from .segment import ModelFileError as SegmentModelError
+    from .track.cascade import ModelFileError as TrackerModelError
+
     rig_path = os.path.abspath(args.rig or DEFAULT_RIG_PATH)
     try:
         run_demo(load_rig(rig_path), rig_path, os.path.abspath(args.out), args.frames, not args.no_blend, args.python)
-    except DemoError as exc:
+    except (DemoError, SegmentModelError, TrackerModelError) as exc:
         raise CliError(str(exc)) from exc
     return 0
 
@@ -289,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input")
     p.set_defaults(func=cmd_not_implemented)
 
-    p = sub.add_parser("demo", help="render a sample clip of the rig, fit it back, write a take, a preview and a .blend")
+    p = sub.add_parser("demo", help="render a sample clip, track it, write a take, a preview and a .blend")
     p.add_argument("--rig", default=None, help="rig file (default: rigs/fw46.npz)")
     p.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
     p.add_argument("--frames", type=int, default=60, help="number of frames at 30 fps (default: 60)")
