@@ -16,7 +16,8 @@
     facecap track INPUT --out TAKE.json [--masks DIR] [--preview OUT.mp4] [--no-segmentation] [--device D]
                                        track a video, image folder/glob or camera:N; writes a take
                                        (facecap_core.capture)
-    facecap serve | bench              (parsed; not implemented yet)
+    facecap bench INPUT [--frames N]   per-stage ms and end-to-end fps beside the teacher's (facecap_core.capture)
+    facecap serve                      (parsed; not implemented yet)
 
 Expected errors (missing or corrupt files, no bpy) print one line on stderr and exit with status 1; commands
 that do not exist yet exit with status 2.
@@ -31,7 +32,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 NOT_IMPLEMENTED = {  # command → the stage it waits for (README "Status")
     "serve": "engine service for a remote client",
-    "bench": "per-stage benchmarks",
 }
 
 
@@ -188,10 +188,10 @@ def cmd_segment(args) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------- track
-def cmd_track(args) -> int:
+def _engine_for(args):
+    """(source, rig, tracker, engine) for `facecap track` / `facecap bench` from their common options."""
     from .capture.engine import CaptureEngine
-    from .capture.recorder import TakeRecorder
-    from .capture.run import PreviewWriter, open_frames, track_source
+    from .capture.run import open_frames
     from .detect import DetectorError, FaceDetector
     from .rig.model import load_rig
     from .segment import ModelFileError as SegmentModelError
@@ -202,7 +202,7 @@ def cmd_track(args) -> int:
     from .track.tracker import FaceTracker
 
     try:
-        source = open_frames(args.input, mirror=args.mirror)
+        source = open_frames(args.input, mirror=getattr(args, "mirror", False))
         if not args.no_segmentation and not os.path.isfile(args.segmenter_model):
             raise CliError(f"segmenter model not found: {args.segmenter_model} (pass --segmenter-model PATH, or "
                            "--no-segmentation)")
@@ -213,12 +213,24 @@ def cmd_track(args) -> int:
         rig = load_rig()
         detector = FaceDetector()
         tracker = FaceTracker(regressor, rig, image_size=(source.width, source.height), focal=args.focal,
-                              detector=detector, smoothing=not args.no_smoothing, fps=source.fps)
+                              detector=detector, smoothing=not getattr(args, "no_smoothing", False), fps=source.fps)
         segmenter = None if args.no_segmentation else load_segmenter(args.segmenter_model, args.device)
         engine = CaptureEngine(tracker, segmenter, None if args.no_segmentation else GraphCutRefiner(), detector)
+    except (InputError, SegmentModelError, TrackerModelError, DetectorError) as exc:
+        raise CliError(str(exc)) from exc
+    return source, rig, tracker, engine
+
+
+def cmd_track(args) -> int:
+    from .capture.recorder import TakeRecorder
+    from .capture.run import PreviewWriter, track_source
+    from .segment.run import InputError
+
+    source, rig, tracker, engine = _engine_for(args)
+    try:
         preview = PreviewWriter(args.preview, source.fps, (source.width, source.height), rig, tracker) \
             if args.preview else None
-    except (InputError, SegmentModelError, TrackerModelError, DetectorError) as exc:
+    except InputError as exc:
         raise CliError(str(exc)) from exc
     recorder = TakeRecorder(args.out, args.input, source.fps, source.width, source.height, tracker.focal)
     try:
@@ -242,6 +254,20 @@ def cmd_track(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from .capture.bench import run_bench
+    from .segment.run import InputError
+
+    source, _rig, tracker, engine = _engine_for(args)
+    try:
+        print(run_bench(source, engine, tracker, args.frames, teacher=not args.no_teacher))
+    except (InputError, ValueError) as exc:
+        raise CliError(str(exc)) from exc
+    finally:
+        tracker.close()
+    return 0
+
+
 def cmd_not_implemented(args) -> int:
     print(f"facecap {args.command}: not implemented yet: see issue \"{NOT_IMPLEMENTED[args.command]}\" "
           "(README, Status)", file=sys.stderr)
@@ -249,17 +275,8 @@ def cmd_not_implemented(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="facecap", description="Real-time facial performance capture from RGB video.")
-    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-
-    p = sub.add_parser("track", help="track a video, image folder/glob or camera:N; writes a take")
-    p.add_argument("input")
-    p.add_argument("--out", required=True, metavar="TAKE.json")
+def _engine_options(p) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--masks", metavar="DIR")
-    p.add_argument("--preview", metavar="OUT.mp4")
     p.add_argument("--no-segmentation", action="store_true")
     p.add_argument("--tracker-model", default=DEFAULT_TRACKER,
                    help="DDE regressor (default: models/tracker_dde.npz; with --no-segmentation "
@@ -268,6 +285,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="segmenter model, .onnx (CPU, onnxruntime) or .pt (default: models/segmenter_lite.onnx)")
     p.add_argument("--focal", type=float, default=None, help="focal length in px if known (else a 60° guess, "
                                                                "refined on key-frames)")
+
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="facecap", description="Real-time facial performance capture from RGB video.")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("track", help="track a video, image folder/glob or camera:N; writes a take")
+    p.add_argument("input")
+    p.add_argument("--out", required=True, metavar="TAKE.json")
+    p.add_argument("--masks", metavar="DIR")
+    p.add_argument("--preview", metavar="OUT.mp4")
+    _engine_options(p)
     p.add_argument("--mirror", action="store_true", help="mirror a live camera image")
     p.add_argument("--no-smoothing", action="store_true", help="record the raw, unfiltered values")
     p.add_argument("--no-progress", action="store_true")
@@ -290,7 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="per-stage timings and end-to-end fps")
     p.add_argument("input")
-    p.set_defaults(func=cmd_not_implemented)
+    p.add_argument("--frames", type=int, default=150, help="at most this many frames (default 150)")
+    p.add_argument("--no-teacher", action="store_true", help="skip the MediaPipe reference")
+    _engine_options(p)
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="render a sample clip, track it, write a take, a preview and a .blend")
     p.add_argument("--rig", default=None, help="rig file (default: rigs/fw46.npz)")
@@ -356,6 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("track", "bench", "demo") and "numpy" not in sys.modules:
+        # the engine runs its stages on threads of its own: multi-threaded BLAS under them only oversubscribes
+        # the cores (measured: an Eq. 3 solve 60× slower on 2 cores while tracking)
+        for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+            os.environ.setdefault(var, "1")
     from .data.dataset import DatasetError
     from .rig.model import RigFileError
     from .take import TakeFileError

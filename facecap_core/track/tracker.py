@@ -98,6 +98,7 @@ class KeyframeSolver:
         self._stop = False
         self._version, self._taken = 0, 0
         self.solves, self.last_ms = 0, 0.0
+        self.min_gap_s = 1.0
         self._dirty = False
         self._thread = threading.Thread(target=self._run, daemon=True, name="facecap-eq3") if threaded else None
         if self._thread:
@@ -156,7 +157,10 @@ class KeyframeSolver:
             self._wake.wait(0.5)
             self._wake.clear()
             if not self._stop:
+                t0 = time.monotonic()
                 self.solve_now()
+                # at most one solve per `min_gap_s`: on a 2-core machine every solve takes CPU from the pipeline
+                time.sleep(max(0.0, self.min_gap_s - (time.monotonic() - t0)))
 
     def close(self):
         self._stop = True
