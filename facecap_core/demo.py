@@ -39,9 +39,9 @@ def performance(rig: FaceRig, n_frames: int, fps: float = FPS):
         k = min(int(i // seg), len(SEQUENCE) - 1)
         for name in SEQUENCE[k]:
             expr[i, rig.expression_index(name)] = np.sin(np.pi * (i - k * seg) / seg) ** 2
-    duration = n_frames / fps
-    yaw = np.radians(20.0) * np.sin(2 * np.pi * t / duration)
-    pitch = np.radians(5.0) * np.sin(4 * np.pi * t / duration)
+    period = max(n_frames / fps, 2.0)  # a short clip turns part-way, never faster than a 2 s turn (≤ 2°/frame)
+    yaw = np.radians(20.0) * np.sin(2 * np.pi * t / period)
+    pitch = np.radians(5.0) * np.sin(4 * np.pi * t / period)
     rot = np.array([matrix_to_quat(euler_to_matrix(y, p, 0.0)) for y, p in zip(yaw, pitch)])
     return expr, rot, np.tile([0.0, 0.0, 55.0], (n_frames, 1))
 
