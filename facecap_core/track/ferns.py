@@ -31,44 +31,30 @@ class Ferns:
         return self.pairs.shape[1]
 
 
-@numba.njit(cache=True, nogil=True)
-def fern_bins(features, pairs, thresholds, out):
-    """out (N, K) int32: each estimate's bin in each fern."""
-    n, k_ferns = out.shape
-    depth = pairs.shape[1]
-    for i in range(n):
-        for k in range(k_ferns):
-            b = 0
-            for d in range(depth):
-                if features[i, pairs[k, d, 0]] - features[i, pairs[k, d, 1]] > thresholds[k, d]:
-                    b |= 1 << d
-            out[i, k] = b
+@numba.njit(cache=True, nogil=True, inline="always")
+def _bin(features, i, pairs_k, thr_k):
+    """The bin of estimate i in one fern: bit d set when f[m_d] − f[n_d] > threshold_d."""
+    b = 0
+    for d in range(pairs_k.shape[0]):
+        if features[i, pairs_k[d, 0]] - features[i, pairs_k[d, 1]] > thr_k[d]:
+            b |= 1 << d
+    return b
 
 
 @numba.njit(cache=True, nogil=True)
 def fern_sum(features, pairs, thresholds, outputs, out):
     """out (N, r) += Σ_k outputs[k, bin_k] (the run-time path: no bin array kept)."""
-    n = features.shape[0]
-    k_ferns, depth = pairs.shape[0], pairs.shape[1]
-    r = outputs.shape[2]
-    for i in range(n):
-        for k in range(k_ferns):
-            b = 0
-            for d in range(depth):
-                if features[i, pairs[k, d, 0]] - features[i, pairs[k, d, 1]] > thresholds[k, d]:
-                    b |= 1 << d
-            for j in range(r):
+    for i in range(features.shape[0]):
+        for k in range(pairs.shape[0]):
+            b = _bin(features, i, pairs[k], thresholds[k])
+            for j in range(outputs.shape[2]):
                 out[i, j] += outputs[k, b, j]
 
 
 @numba.njit(cache=True, nogil=True)
 def _bin_of(features, pairs_k, thr_k, out):
     for i in range(features.shape[0]):
-        b = 0
-        for d in range(pairs_k.shape[0]):
-            if features[i, pairs_k[d, 0]] - features[i, pairs_k[d, 1]] > thr_k[d]:
-                b |= 1 << d
-        out[i] = b
+        out[i] = _bin(features, i, pairs_k, thr_k)
 
 
 @numba.njit(cache=True, nogil=True)
