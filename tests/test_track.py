@@ -234,3 +234,24 @@ def test_jaw_landmarks_slide_to_the_silhouette_like_the_fit(rig, shape_model):
         assert np.allclose(lm[:17], expected, atol=1e-6)
         moved += int(np.sum(v != rig.landmark_vertices[:17]))
     assert moved > 0  # on turned heads some jaw landmarks left their frontal vertex
+
+
+def test_detect_near_finds_the_face_around_its_box_only(rig):
+    """The tracker's cheap periodic check: a scan around the expected box finds the rendered face (like a
+    full-frame detection does), and finds nothing around an empty part of the frame."""
+    from facecap_core.data.synth import SyntheticFaces
+    from facecap_core.data.texture import procedural_library
+    from facecap_core.detect import FaceDetector
+    from facecap_core.track.sequences import synthetic_sequence
+
+    gen = SyntheticFaces(rig, procedural_library(rig, 1, size=128, seed=3), None, size=320)
+    seq = synthetic_sequence(gen, np.random.default_rng(8), n_frames=1, still=True, face_fraction=0.35)
+    det = FaceDetector()
+    full = det.detect(seq.frames[0])
+    if not len(full):
+        pytest.skip("the cascade finds no face in this render")
+    near = det.detect_near(seq.frames[0], full[0])
+    assert len(near) and np.abs(near[0] - full[0]).max() < 0.25 * full[0][2]
+    x, y, w, h = full[0]
+    away = (x + 2.5 * w if x + w / 2 < 160 else x - 2.5 * w, y, w, h)
+    assert len(det.detect_near(seq.frames[0], away)) == 0

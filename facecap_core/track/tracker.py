@@ -233,6 +233,14 @@ class FaceTracker:
         boxes = self.detector.detect(frame)
         return boxes[0] if len(boxes) else None
 
+    def _detect_near(self, frame, box):
+        """A detection near the tracked face (a cheap scan around it when the detector offers one)."""
+        if self.detector is None:
+            return self._detect(frame)
+        near = getattr(self.detector, "detect_near", None)
+        boxes = near(frame, box) if near is not None else self.detector.detect(frame)
+        return boxes[0] if len(boxes) else None
+
     def _detection_affine(self, box) -> np.ndarray:
         cal = self._calibration()
         x, y, w, h = box
@@ -246,9 +254,10 @@ class FaceTracker:
     def face_box(self):
         """The Viola-Jones-like face box (x, y, w, h) of the last tracked frame (None when not tracking): where the
         segmenter should crop the next frame."""
-        if self.prev is None:
-            return None
-        lm = self.prev[0]
+        return None if self.prev is None else self.face_box_of(self.prev[0])
+
+    def face_box_of(self, lm: np.ndarray) -> np.ndarray:
+        """The Viola-Jones-like face box (x, y, w, h) of 73 landmarks (the inverse of the detection calibration)."""
         lo, hi = lm.min(0), lm.max(0)
         cal = self._calibration()
         w = float(np.max(hi - lo)) / cal["side"]
@@ -337,7 +346,7 @@ class FaceTracker:
         visible = face_visible_fraction(lm[0], crop_mask) if mask is not None else None
         reason = self._lost(lm_frame, R, visible)
         if not reason and self.verify_every and not reinit and self.frame_index % self.verify_every == 0:
-            box = self._detect(frame)
+            box = self._detect_near(frame, self.face_box_of(lm_frame))
             if box is not None and _box_iou(box, _lm_box(lm_frame)) < 0.3:
                 reason = "a detection disagrees with the tracked face"
         if reason:
