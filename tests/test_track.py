@@ -210,7 +210,7 @@ def test_keyframe_thread_solves_focal_without_blocking(rig, shape_model):
         assert got is not None, "the key-frame thread published nothing"
         while solver._dirty and time.time() < deadline:  # let it finish the last batch
             time.sleep(0.05)
-        u, f = solver.identity, solver.focal
+        f = solver.focal
         assert abs(f / f_true - 1) < abs(900.0 / f_true - 1) / 2  # much closer than where it started
     finally:
         solver.close()

@@ -127,5 +127,3 @@ def subset(data: TrackingSet, estimates: np.ndarray) -> TrackingSet:
                        target=None if data.target is None else data.target.take(estimates),
                        landmarks=data.landmarks, visible=data.visible)
 
-
-__all__ = ["grey", "load_rows", "tracking_set", "subset", "ShapeBatch"]

@@ -12,7 +12,6 @@ estimates and continues. At the end: OUT.npz and the model card OUT.md (data, se
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -23,7 +22,7 @@ import numpy as np
 from ..data.dataset import Dataset
 from ..rig.model import load_rig
 from .cascade import CascadeConfig, ModelFileError, Regressor, evaluate, train_cascade
-from .data import load_rows, subset, tracking_set
+from .data import load_rows, tracking_set
 from .shape import CROP_MARGIN, CROP_SIZE, ShapeModel
 
 
@@ -223,8 +222,6 @@ def write_card(path: str, reg: Regressor, size: int) -> None:
     with open(path, "w") as f:
         f.write("\n".join(lines))
 
-
-__all__ = ["main", "calibrate_detector", "subset"]
 
 if __name__ == "__main__":
     sys.exit(main())
