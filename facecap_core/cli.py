@@ -17,7 +17,8 @@
                                        track a video, image folder/glob or camera:N; writes a take
                                        (facecap_core.capture)
     facecap bench INPUT [--frames N]   per-stage ms and end-to-end fps beside the teacher's (facecap_core.capture)
-    facecap serve                      (parsed; not implemented yet)
+    facecap serve [--host H] [--port N] [--token T]
+                                       the engine as a ZeroMQ service for remote clients (facecap_core.capture.remote)
 
 Expected errors (missing or corrupt files, no bpy) print one line on stderr and exit with status 1; commands
 that do not exist yet exit with status 2.
@@ -29,11 +30,6 @@ import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-NOT_IMPLEMENTED = {  # command → the stage it waits for (README "Status")
-    "serve": "engine service for a remote client",
-}
-
 
 DEFAULT_TRACKER = os.path.join(ROOT, "models", "tracker_dde.npz")
 DEFAULT_TRACKER_NOMASK = os.path.join(ROOT, "models", "tracker_dde_nomask.npz")
@@ -221,11 +217,48 @@ def _engine_for(args):
     return source, rig, tracker, engine
 
 
+def cmd_track_remote(args) -> int:
+    """`facecap track --remote ADDRESS`: the frames go to a `facecap serve` engine, the take is recorded here."""
+    from .capture.recorder import TakeRecorder
+    from .capture.remote import RemoteError, RemoteSession
+    from .capture.run import open_frames
+    from .segment.run import InputError
+
+    if args.preview or args.masks:
+        raise CliError("--preview and --masks need the local engine: leave out --remote")
+    try:
+        source = open_frames(args.input, mirror=args.mirror)
+        session = RemoteSession(args.remote, source.width, source.height, source.fps, args.token)
+    except (InputError, RemoteError) as exc:
+        raise CliError(str(exc)) from exc
+    recorder = TakeRecorder(args.out, args.input, source.fps, source.width, source.height, args.focal or 0.0)
+    n = tracked = 0
+    try:
+        for i, t, rgb in source.frames():
+            frame = session.track(i, t, rgb)
+            recorder.add(frame)
+            n, tracked = n + 1, tracked + int(frame["tracked"])
+    except (InputError, RemoteError) as exc:
+        recorder.finish()
+        raise CliError(f"{exc} (take {args.out} keeps {n} frames)") from exc
+    except BaseException:
+        recorder.abort()
+        raise
+    u, f = session.end()
+    recorder.finish(identity=u, focal=f)
+    print(f"facecap track: {n} frames → {args.out} via {args.remote} (face tracked in {tracked})")
+    if tracked == 0:
+        raise CliError(f"no face found in {args.input}: the take has only untracked frames")
+    return 0
+
+
 def cmd_track(args) -> int:
     from .capture.recorder import TakeRecorder
     from .capture.run import PreviewWriter, track_source
     from .segment.run import InputError
 
+    if args.remote:
+        return cmd_track_remote(args)
     source, rig, tracker, engine = _engine_for(args)
     try:
         preview = PreviewWriter(args.preview, source.fps, (source.width, source.height), rig, tracker) \
@@ -268,10 +301,44 @@ def cmd_bench(args) -> int:
     return 0
 
 
-def cmd_not_implemented(args) -> int:
-    print(f"facecap {args.command}: not implemented yet: see issue \"{NOT_IMPLEMENTED[args.command]}\" "
-          "(README, Status)", file=sys.stderr)
-    return 2
+def cmd_serve(args) -> int:
+    from .capture.remote import EngineServer, RemoteError
+    from .detect import DetectorError, FaceDetector
+    from .rig.model import load_rig
+    from .segment import ModelFileError as SegmentModelError
+    from .segment.graphcut import GraphCutRefiner
+    from .segment.pipeline import segment_frame
+    from .segment.run import load_segmenter
+    from .track.cascade import ModelFileError as TrackerModelError
+    from .track.cascade import Regressor
+    from .track.tracker import FaceTracker
+
+    try:
+        model_path = DEFAULT_TRACKER_NOMASK if args.no_segmentation and args.tracker_model == DEFAULT_TRACKER \
+            else args.tracker_model
+        regressor, rig, detector = Regressor.load(model_path), load_rig(), FaceDetector()
+        segmenter = None if args.no_segmentation else load_segmenter(args.segmenter_model, args.device)
+        refiner = GraphCutRefiner()
+
+        def make_tracker(width, height, fps):
+            return FaceTracker(regressor, rig, image_size=(width, height), focal=args.focal, detector=detector,
+                               smoothing=True, fps=fps)
+
+        def segment(image, tracker):
+            box = tracker.face_box()
+            return segment_frame(image, detector if box is None else None, segmenter, refiner, box=box)[0]
+
+        server = EngineServer(make_tracker, None if segmenter is None else segment, args.host, args.port,
+                              args.token)
+    except (SegmentModelError, TrackerModelError, DetectorError, RemoteError) as exc:
+        raise CliError(str(exc)) from exc
+    print(f"facecap serve: engine listening on {server.address} "
+          f"({'token required' if args.token else 'loopback, no token'}); Ctrl-C stops it", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.close()
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------------- parser
@@ -302,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mirror", action="store_true", help="mirror a live camera image")
     p.add_argument("--no-smoothing", action="store_true", help="record the raw, unfiltered values")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--remote", metavar="tcp://HOST:PORT", help="use a `facecap serve` engine instead of this one")
+    p.add_argument("--token", default=None, help="the remote engine's access token")
     p.set_defaults(func=cmd_track)
 
     p = sub.add_parser("segment", help="write one PNG face mask per frame (255 = face)")
@@ -315,9 +384,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_segment)
 
     p = sub.add_parser("serve", help="run the engine as a service for a remote client")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     p.add_argument("--port", type=int, default=8765)
-    p.set_defaults(func=cmd_not_implemented)
+    p.add_argument("--token", default=None, help="access token clients must send (required off loopback)")
+    _engine_options(p)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("bench", help="per-stage timings and end-to-end fps")
     p.add_argument("input")

@@ -50,12 +50,6 @@ def test_corrupt_rig_is_one_line_error(tmp_path):
     assert_one_line_error(run_cli("demo", "--rig", str(bad), "--out", str(tmp_path / "o")), "corrupt", str(bad))
 
 
-@pytest.mark.parametrize("argv", [["serve"]])
-def test_planned_commands_say_not_implemented(argv, capsys):
-    assert main(argv) == 2
-    assert "not implemented yet: see issue" in capsys.readouterr().err
-
-
 def test_track_missing_input_is_one_line_error(tmp_path):
     missing = str(tmp_path / "nope.mp4")
     proc = run_cli("track", missing, "--out", str(tmp_path / "t.json"))
