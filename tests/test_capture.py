@@ -116,3 +116,55 @@ def test_recover_rejects_a_file_that_is_not_a_journal(tmp_path):
     bad.write_text("hello\n")
     with pytest.raises(TakeFileError, match="not a facecap take journal"):
         recover_take(str(bad))
+
+
+class FakeCamera:
+    """cv2.VideoCapture stand-in: delivers `n` frames, then fails (the camera is unplugged)."""
+
+    def __init__(self, index, n=5, opens=True):
+        self.n, self.i, self.opens = n, 0, opens
+
+    def isOpened(self):
+        return self.opens
+
+    def read(self):
+        self.i += 1
+        if self.i > self.n:
+            return False, None
+        return True, np.full((48, 64, 3), 30 * self.i % 256, np.uint8)
+
+    def get(self, prop):
+        return {3: 64.0, 4: 48.0, 5: 30.0}.get(prop, 0.0)
+
+    def release(self):
+        pass
+
+
+def test_camera_unplugged_mid_take_keeps_the_frames(tmp_path, monkeypatch):
+    import cv2
+
+    from facecap_core.capture.run import open_frames, track_source
+
+    monkeypatch.setattr(cv2, "VideoCapture", lambda index: FakeCamera(index, n=6))
+    source = open_frames("camera:0")
+    assert source.live and (source.width, source.height) == (64, 48)
+    tracker = FakeTracker()
+    path = str(tmp_path / "take.json")
+    rec = TakeRecorder(path, "camera:0", source.fps, source.width, source.height, 500.0)
+    report = track_source(source, path, CaptureEngine(tracker, None, queue_size=8), rec, progress=False)
+    rec.finish()
+    assert "stopped delivering frames" in report.error and report.frames >= 1
+    assert len(read_take(path)["frames"]) == report.frames
+
+
+def test_camera_that_will_not_open_is_one_clear_error(monkeypatch):
+    import cv2
+
+    from facecap_core.capture.run import open_frames
+    from facecap_core.segment.run import InputError
+
+    monkeypatch.setattr(cv2, "VideoCapture", lambda index: FakeCamera(index, opens=False))
+    with pytest.raises(InputError, match="will not open"):
+        open_frames("camera:3")
+    with pytest.raises(InputError, match="bad camera"):
+        open_frames("camera:x")
