@@ -175,6 +175,13 @@ def test_tiny_cascade_tracks_a_sequence_better_than_its_start(tiny, rig):
         held.append(landmark_error(start[None], seq.landmarks[i][None])[0])
     assert np.mean(tracked[8:]) < 0.6 * np.mean(held[8:])
     assert np.median(tracked) < 8.0
+    # the averaged-starts option tracks the same sequence as well
+    ens = FaceTracker(reg, rig, image_size=seq.image_size, focal=seq.focal, keyframes=False, verify_every=0,
+                      ensemble=3)
+    ens.start(seq.rotation[0], seq.translation[0], seq.expression[0], identity=seq.identity)
+    err = [landmark_error(ens.track(f, m * 255).landmarks[None], lm[None])[0]
+           for f, m, lm in zip(seq.frames, seq.masks, seq.landmarks)]
+    assert np.median(err) < 1.25 * np.median(tracked) + 0.5
 
 
 def test_keyframe_thread_solves_focal_without_blocking(rig, shape_model):

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from ..rig import landmarks as L
-from ..rig.fit import FitRig, FitWeights, fit_landmarks, solve_identity_focal
+from ..rig.fit import FitRig, FitWeights, solve_identity_focal
 from ..rig.geometry import default_focal, matrix_to_quat
 from ..rig.model import N_IDENTITY, load_rig
 from .cascade import Regressor, mean_rotation
@@ -173,7 +173,7 @@ class FaceTracker:
     def __init__(self, regressor: Regressor, rig=None, image_size=(640, 480), focal: float | None = None,
                  detector=None, keyframes: bool = True, threaded_keyframes: bool = True, restarts: int = 5,
                  verify_every: int = 30, lost_after: int = 8, smoothing: bool = False, fps: float = 30.0,
-                 refit: bool = False, ensemble: int = 1, d_shrink: float = 0.7):
+                 ensemble: int = 1, d_shrink: float = 0.7):
         rig = rig or load_rig()
         self.reg = regressor
         self.model = ShapeModel(rig)
@@ -187,7 +187,6 @@ class FaceTracker:
         # the regression's errors frame after frame and wanders (synthetic sequences, benchmarks/bench_track.py:
         # jitter 2.3 → 0.8 % of IOD and moving-face NME 3.7 → 1.7 % going from 1.0 to 0.7; 0.4 is no better)
         self.d_shrink = d_shrink
-        self.refit, self.max_displacement = refit, 0.05
         self.ensemble = ensemble
         self.fps = fps
         self.keyframes = KeyframeSolver(self.model.fr, self.image_size, f0=self.focal,
@@ -339,10 +338,6 @@ class FaceTracker:
         lm_frame = (lm[0] - affine[:, 2]) / s
         D = out.displacement[0] / s
         x = out.expression[0]
-        if self.refit:
-            R, t, x, D, rig_lm = self._refit(lm_frame, R, t, x)
-            lm_frame = rig_lm + D
-            ms["refit"] = (time.perf_counter() - t1) * 1000 - ms["regress"]
         visible = face_visible_fraction(lm[0], crop_mask) if mask is not None else None
         reason = self._lost(lm_frame, R, visible)
         if not reason and self.verify_every and not reinit and self.frame_index % self.verify_every == 0:
@@ -362,23 +357,6 @@ class FaceTracker:
         ms["total"] = (time.perf_counter() - t0) * 1000
         return TrackResult(True, landmarks=lm_frame, rotation=R, translation=t, expression=x.copy(),
                            bbox=_lm_box(lm_frame), face_visible=visible, reinitialised=reinit, ms=ms)
-
-    def _refit(self, lm, R, t, x):
-        """Eq. 4 on the regressed landmarks (u, f fixed, warm-started from the regression): the pose and
-        expression that best explain them, and D = what is left — the definition the training targets follow (their
-        R, t, x are Eq. 4 fits, D the fit residual). Without it D slowly soaks up pose errors and drifts. D is then
-        capped at `max_displacement` × the face's size: larger displacements are not in the training data."""
-        try:
-            fit = fit_landmarks(lm, self.image_size, self.model.fr, u=self.identity, f=self.focal, fix_identity=True,
-                                fix_focal=True, x0=x, pose0=(R, t), outer_iterations=1, gn_iterations=4,
-                                max_lbfgs_iterations=0)
-        except ValueError:
-            return R, t, x, np.zeros_like(lm), lm
-        D = lm - fit.landmarks2d
-        cap = self.max_displacement * float(np.ptp(lm, axis=0).max())
-        norm = np.linalg.norm(D, axis=1, keepdims=True)
-        D = D * np.minimum(1.0, cap / np.maximum(norm, 1e-9))
-        return fit.rotation, fit.translation, fit.expression, D, fit.landmarks2d
 
     def _lost(self, lm, R, visible) -> str:
         W, H = self.image_size
