@@ -115,7 +115,9 @@ def cmd_data_build(args) -> int:
             folders[name] = path
     recipe = Recipe(kinds=kinds, shard_size=args.shard_size, count_synthetic=args.count_synthetic,
                     max_video_frames=args.max_video_frames, seg_perturbed=args.perturbed,
-                    seg_rectangles=args.perturbed, seg_size=args.seg_size, track_size=args.track_size,
+                    seg_rectangles=args.perturbed if args.rectangles is None else args.rectangles,
+                    seg_hands=args.hands, seg_occluders=args.other_occluders, seg_size=args.seg_size,
+                    track_size=args.track_size,
                     reenact_per_photo=args.reenact if folders["faces"] else 0, max_real=args.max_real)
     engine = ProjectEngine(faces=folders["faces"], occluders=folders["occluders"],
                            backgrounds=folders["backgrounds"], rig_path=args.rig, cache_dir=args.cache,
@@ -420,6 +422,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--max-video-frames", type=int, default=30, help="labelled frames kept per clip")
     q.add_argument("--perturbed", type=int, default=1,
                    help="perturbed copies (and rectangle copies) per base sample (paper: ≈10)")
+    q.add_argument("--rectangles", type=int, default=None,
+                   help="rectangle-occluded copies per base sample (default: as --perturbed)")
+    q.add_argument("--hands", type=float, default=0.5, help="hand-occluded copies per base sample (may be fractional)")
+    q.add_argument("--other-occluders", type=float, default=0.5,
+                   help="copies with hair, glasses, objects or worn masks per base sample (may be fractional)")
     q.add_argument("--shard-size", type=int, default=512)
     q.add_argument("--limit", type=int, default=None, help="at most N samples per kind and split (quick builds)")
     q.add_argument("--seg-size", type=int, default=128)

@@ -80,3 +80,37 @@ def test_resume_matches_uninterrupted_and_writes_card(tmp_path):
     seg = Segmenter.load(a_out + ".onnx")
     assert seg.predict(np.zeros((2, 128, 128, 3), np.uint8)).shape == (2, 128, 128)
     assert os.path.getsize(a_out + ".pt") < 20e6 and os.path.getsize(a_out + ".onnx") < 20e6
+
+
+def test_poly_schedule_decays_to_the_finetune_lr():
+    from argparse import Namespace
+
+    from facecap_core.segment.train import phase_lr
+
+    a = Namespace(lr=0.01, finetune_lr=0.001, warmup=10, iters=110, lr_schedule="poly")
+    lrs = [phase_lr(a, 1, s) for s in range(110)]
+    assert lrs[0] == pytest.approx(0.001) and lrs[10] == pytest.approx(0.01)
+    assert all(x >= y for x, y in zip(lrs[10:], lrs[11:]))  # monotone after warm-up
+    assert lrs[-1] == pytest.approx(0.001)  # floored at the fine-tuning lr
+    assert phase_lr(a, 2, 200) == 0.001
+    a.lr_schedule = "constant"
+    assert phase_lr(a, 1, 100) == 0.01
+
+
+@pytest.mark.slow
+def test_init_from_starts_at_the_given_weights(tmp_path):
+    torch.set_num_threads(1)
+    data = _tiny_dataset(str(tmp_path / "data"))
+    a_out, a_run = str(tmp_path / "a" / "seg"), str(tmp_path / "a" / "run")
+    assert main(_args(data, a_out, a_run)) == 0
+    b_out, b_run = str(tmp_path / "b" / "seg"), str(tmp_path / "b" / "run")
+    # zero iterations of a run initialised from a: its export is a's weights, and its card says where they came from
+    assert main(_args(data, b_out, b_run, "--init-from", a_out + ".pt", "--stop-at", "0")) == 0
+    sa = torch.load(a_out + ".pt", weights_only=True)["state_dict"]
+    sb = torch.load(b_out + ".pt", weights_only=True)["state_dict"]
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+    assert "initialised from" in open(b_out + ".md").read()
+    with pytest.raises(SystemExit, match="no such file"):
+        main(_args(data, str(tmp_path / "c" / "seg"), str(tmp_path / "c" / "run"),
+                   "--init-from", str(tmp_path / "missing.pt")))

@@ -189,6 +189,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--momentum", type=float, default=0.9)
     ap.add_argument("--weight-decay", type=float, default=5e-4)
     ap.add_argument("--warmup", type=int, default=500, help="linear warm-up iterations from lr/10")
+    ap.add_argument("--lr-schedule", choices=("constant", "poly"), default="constant",
+                    help="phase 1 learning rate: constant (paper) or poly, lr·(1 − it/iters)^0.9 down to the "
+                         "fine-tuning lr")
+    ap.add_argument("--init-from", default=None,
+                    help="start a new run from these weights (.pt of the same width, or a training checkpoint) "
+                         "instead of from scratch")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -218,6 +224,31 @@ class Logger:
         self.f.write(line + "\n")
 
 
+def phase_lr(args: argparse.Namespace, phase: int, step: int) -> float:
+    """The learning rate of iteration `step`: warm-up, then constant or poly decay in phase 1; phase 2 constant."""
+    if phase == 2:
+        return args.finetune_lr
+    if step < args.warmup:
+        return args.lr * (0.1 + 0.9 * step / max(1, args.warmup))
+    if getattr(args, "lr_schedule", "constant") == "poly":
+        frac = (step - args.warmup) / max(1, args.iters - args.warmup)
+        return max(args.finetune_lr, args.lr * (1.0 - frac) ** 0.9)
+    return args.lr
+
+
+def initial_weights(path: str) -> dict:
+    """The state dict of a shipped .pt model or of a training checkpoint (for --init-from)."""
+    import torch  # noqa: PLC0415
+
+    if not os.path.isfile(path):
+        raise SystemExit(f"--init-from: no such file: {path}")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("model", "state_dict"):
+        if isinstance(blob, dict) and key in blob and isinstance(blob[key], dict):
+            return blob[key]
+    return blob
+
+
 def train(args: argparse.Namespace) -> int:
     import torch  # noqa: PLC0415
 
@@ -242,7 +273,7 @@ def train(args: argparse.Namespace) -> int:
             ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
             saved = ckpt["args"]
             for k in ("width", "fc_width", "no_batchnorm", "batch_size", "seed", "lr", "finetune_lr", "momentum",
-                      "weight_decay", "warmup", "iters", "finetune_iters"):
+                      "weight_decay", "warmup", "iters", "finetune_iters", "lr_schedule", "init_from"):
                 if not args.export_only and k in saved and getattr(args, k) != saved[k]:
                     log(f"resume: --{k.replace('_', '-')} {getattr(args, k)} differs from the checkpoint's "
                         f"{saved[k]}; using the new value" if k in ("iters", "finetune_iters")
@@ -263,6 +294,11 @@ def train(args: argparse.Namespace) -> int:
         torch.set_rng_state(ckpt["torch_rng"])
         state = json.loads(ckpt["state"])
         log(f"{'loaded' if args.export_only else 'resumed from'} {ckpt_path} at iteration {state['step']}")
+
+    if ckpt is None and args.init_from:
+        net.load_state_dict(initial_weights(args.init_from))
+        state["init_from"] = os.path.abspath(args.init_from)
+        log(f"initialised from {args.init_from}")
 
     total_iters = args.iters + args.finetune_iters
     val_subset = load_val_subset(val_view, args.val_size, args.val_size // 2)
@@ -295,7 +331,7 @@ def train(args: argparse.Namespace) -> int:
     t_log, seen_log = time.time(), 0
     run_loss = np.zeros(4)
     net.train()
-    stop = False
+    stop = args.stop_at is not None and state["step"] >= args.stop_at
     while state["step"] < total_iters and not stop:
         phase = 1 if state["step"] < args.iters else 2
         epoch = state["epoch"][str(phase)]
@@ -310,9 +346,7 @@ def train(args: argparse.Namespace) -> int:
             if (1 if step < args.iters else 2) != phase:
                 epoch_done = False  # phase 1 is over: phase 2 starts its own first epoch
                 break
-            lr = args.lr if phase == 1 else args.finetune_lr
-            if phase == 1 and step < args.warmup:
-                lr = args.lr * (0.1 + 0.9 * step / max(1, args.warmup))
+            lr = phase_lr(args, phase, step)
             for g in opt.param_groups:
                 g["lr"] = lr
             image, mask = flip_batch(batch["image"], batch["mask"], np.random.default_rng([args.seed, 7, step]))
@@ -399,12 +433,24 @@ def export(net, args, ds, state, val_view, device, log, *, finished: bool) -> in
     return 0
 
 
+def rel(path: str) -> str:
+    return os.path.relpath(os.path.abspath(path), ROOT)
+
+
+def init_line(state: dict) -> str:
+    """The card's line on where the weights started."""
+    src = state.get("init_from")
+    if not src:
+        return "- from scratch (no pretrained VGG available offline), He-normal init, bilinear-initialised upsamplers"
+    return (f"- initialised from `{rel(src)}` (an earlier run of this recipe, itself trained from scratch: no "
+            "pretrained VGG is available offline); the iterations below are this run's")
+
+
 def write_card(path, args, ds, state, metrics, curve, net, status, files) -> None:
     from .net import flops_estimate  # noqa: PLC0415
 
     man = ds.manifest
     seg = man["kinds"]["segmentation"]["splits"]
-    rel = lambda p: os.path.relpath(os.path.abspath(p), ROOT)  # noqa: E731
     lines = [f"# Segmenter `{os.path.basename(args.out)}`: two-stream face segmentation network", "",
              f"**Status: {status}.**", "",
              "Saito, Li & Li (ECCV 2016) two-stream network (VGG-16-style trunk, fc6 as a 4×4 convolution, fc7; "
@@ -433,10 +479,12 @@ def write_card(path, args, ds, state, metrics, curve, net, status, files) -> Non
     if man.get("non_commercial"):
         lines += ["", "**Some sources are non-commercial / research-only: so is this model.**"]
     lines += ["", "## Recipe", "",
-              "- from scratch (no pretrained VGG available offline), He-normal init, bilinear-initialised upsamplers",
+              init_line(state),
               "- loss 0.5·CE(DeconvNet) + 0.5·CE(FCN-8s) + 1.0·CE(fused)",
               f"- phase 1 (positives only): SGD lr {args.lr}, momentum {args.momentum}, weight decay "
-              f"{args.weight_decay}, linear warm-up from lr/10 over {args.warmup} iterations, {args.iters} iterations",
+              f"{args.weight_decay}, linear warm-up from lr/10 over {args.warmup} iterations, {args.iters} iterations"
+              + (", poly decay lr·(1 − it/iters)^0.9 (floored at the fine-tuning lr)"
+                 if getattr(args, "lr_schedule", "constant") == "poly" else ", constant lr"),
               f"- phase 2 (with negatives, ≈ as many as positives): lr {args.finetune_lr}, {args.finetune_iters} "
               "iterations",
               f"- batch {args.batch_size}, random horizontal flips, seed {args.seed}",
@@ -462,7 +510,9 @@ def write_card(path, args, ds, state, metrics, curve, net, status, files) -> Non
             f"{h['step']}: {h['loss']:.3f}" for h in losses[:: max(1, len(losses) // 12)])]
     cmd = (f"python -m facecap_core.segment.train --data {rel(args.data)} --out {rel(args.out)} --width {args.width} "
            f"--fc-width {args.fc_width} --batch-size {args.batch_size} --warmup {args.warmup} --iters {args.iters} --finetune-iters "
-           f"{args.finetune_iters} --seed {args.seed} --threads {args.threads} --run-dir {rel(args.run_dir)}")
+           f"{args.finetune_iters} --lr {args.lr} --lr-schedule {getattr(args, 'lr_schedule', 'constant')} --seed {args.seed} "
+           f"--threads {args.threads} --run-dir {rel(args.run_dir)}"
+           + (f" --init-from {rel(state['init_from'])}" if state.get("init_from") else ""))
     lines += ["", "## Retrain / resume", "", "```", cmd, cmd + " --resume", "```", "",
               f"(checkpoint: `{rel(os.path.join(args.run_dir, CHECKPOINT))}`; not committed)", "", "## Files", ""]
     for f in files:
