@@ -309,7 +309,7 @@ def cmd_serve(args) -> int:
     from .rig.model import load_rig
     from .segment import ModelFileError as SegmentModelError
     from .segment.graphcut import GraphCutRefiner
-    from .segment.pipeline import segment_frame
+    from .segment.pipeline import segment_frame_in_crop
     from .segment.run import load_segmenter
     from .track.cascade import ModelFileError as TrackerModelError
     from .track.cascade import Regressor
@@ -328,7 +328,7 @@ def cmd_serve(args) -> int:
 
         def segment(image, tracker):
             box = tracker.face_box()
-            return segment_frame(image, detector if box is None else None, segmenter, refiner, box=box)[0]
+            return segment_frame_in_crop(image, detector if box is None else None, segmenter, refiner, box=box)[0]
 
         server = EngineServer(make_tracker, None if segmenter is None else segment, args.host, args.port,
                               args.token)

@@ -18,13 +18,16 @@ class FakeTracker:
     """Reports the frame's mean grey as expression[0]; tracked when it was given a mask with face pixels."""
 
     def __init__(self, delay=0.0):
-        self.delay, self.detector, self.seen = delay, FakeDetector(), []
+        self.delay, self.detector, self.seen, self.detections = delay, FakeDetector(), [], []
 
-    def track(self, image, mask=None):
+    def track(self, image, mask=None, detection=None):
         time.sleep(self.delay)
+        self.detections.append(detection)
         self.seen.append(int(image[0, 0, 0]))
         x = np.zeros(46)
         x[0] = image[0, 0, 0] / 255
+        if hasattr(mask, "full"):  # the engine hands over the segmentation's CropMask
+            mask = mask.full()
         ok = mask is None or bool((mask > 0).any())
         return TrackResult(ok, landmarks=np.full((73, 2), 20.0), rotation=np.eye(3), translation=np.zeros(3),
                            expression=x, bbox=(10, 10, 20, 20), face_visible=1.0, ms={"regress": 0.1}) \
@@ -35,7 +38,11 @@ class FakeTracker:
 
 
 class FakeDetector:
+    def __init__(self):
+        self.calls = 0
+
     def detect(self, image):
+        self.calls += 1
         return np.array([[8.0, 8.0, 24.0, 24.0]])
 
 
@@ -56,6 +63,8 @@ def test_engine_keeps_order_and_every_footage_frame():
     assert tracker.seen == list(range(40))
     assert all(p.mask is not None and p.mask.shape == (48, 48) and p.mask.max() == 255 for p in out)
     assert all(p.result.tracked for p in out) and sum(p.dropped for p in out) == 0
+    # one detection starts the take, and the tracker is handed it instead of scanning the frame again
+    assert tracker.detector.calls == 1 and tracker.detections[0] is not None
 
 
 def test_live_source_drops_old_frames_instead_of_queueing():

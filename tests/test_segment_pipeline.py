@@ -16,7 +16,7 @@ from facecap_core.cli import main
 from facecap_core.detect import FaceDetector, crop_affine, crop_box, crop_image, paste_back
 from facecap_core.segment import run as segment_run
 from facecap_core.segment.graphcut import GraphCutRefiner, potts_energy
-from facecap_core.segment.pipeline import segment_frame
+from facecap_core.segment.pipeline import CropMask, segment_frame, segment_frame_in_crop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -182,6 +182,24 @@ def test_segment_frame_with_a_box_and_without_a_face():
     assert not info.face_found and not empty.any() and empty.shape == (240, 320)
     given, info = segment_frame(image, None, EllipseSegmenter(), None, box=(120, 60, 80, 80))
     assert info.face_found and (given > 0).sum() > 0.5 * (mask > 0).sum()
+
+
+def test_crop_mask_maps_into_another_crop_as_the_full_frame_mask_does():
+    """The engine's shortcut (segmentation crop → tracker crop, no full-frame paste) agrees with pasting the mask
+    into the frame and cutting the other crop from it, except within a pixel of the boundary."""
+    image = np.full((240, 320, 3), 128, np.uint8)
+    held, info = segment_frame_in_crop(image, None, EllipseSegmenter(), GraphCutRefiner(), box=(120, 60, 80, 80))
+    full, _ = segment_frame(image, None, EllipseSegmenter(), GraphCutRefiner(), box=(120, 60, 80, 80))
+    assert np.array_equal(held.full(), full)
+    other = crop_affine(crop_box((110, 70, 90, 90), (320, 240)), 160)  # a larger, shifted crop
+    direct = held.to_crop(other, 160)
+    via_frame = cv2.warpAffine(full, other, (160, 160), flags=cv2.INTER_NEAREST, borderValue=0)
+    assert direct.shape == (160, 160) and direct.dtype == np.uint8 and direct.max() == 255
+    boundary = cv2.dilate(cv2.Canny(via_frame, 50, 150), np.ones((5, 5), np.uint8)) > 0
+    assert np.array_equal(direct[~boundary], via_frame[~boundary])
+    assert np.mean(direct != via_frame) < 0.02
+    nothing = CropMask.empty((320, 240))
+    assert not nothing.full().any() and nothing.full().shape == (240, 320) and not nothing.to_crop(other, 160).any()
 
 
 def test_detector_loads_the_cascade_and_finds_nothing_in_a_blank_image():

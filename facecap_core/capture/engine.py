@@ -5,9 +5,10 @@
         out.result                           # TrackResult (pose, expression, landmarks …), out.mask (H, W) 0/255
 
 Three threads and two bounded queues: a reader pulls frames from the source; the segmentation thread crops each
-frame around the face the tracker saw last (a Viola-Jones detection when it has none), runs the network and the
-graph cut; the caller's thread runs the regressor on the frame and its mask. So the network works on frame t+1
-while the regressor works on frame t (onnxruntime and the numba kernels release the GIL). Queues hold at most
+frame around the face the tracker saw last (a Viola-Jones detection when it has none) and runs the network; the
+caller's thread runs the graph cut and the regressor on the frame and its mask. So the network works on frame
+t+1 while the regressor works on frame t (onnxruntime and the numba kernels release the GIL). The mask stays in
+the 128×128 crop: the tracker maps it into its own crop, and the full-frame mask is pasted only on demand. Queues hold at most
 `queue_size` frames, so memory stays flat on long takes. Footage never drops a frame (the reader waits); a live
 source (`live=True`) drops the oldest waiting frame instead, so the engine always works on the newest one.
 """
@@ -28,10 +29,15 @@ class Processed:
     index: int
     time: float
     image: np.ndarray
-    mask: np.ndarray | None  # (H, W) uint8 0/255, None without segmentation
+    held_mask: object  # the segmentation's CropMask, None without segmentation
     result: object  # TrackResult
     ms: dict = field(default_factory=dict)
     dropped: int = 0  # live frames dropped before this one
+
+    @property
+    def mask(self) -> np.ndarray | None:
+        """(H, W) uint8 0/255 face mask of the frame, pasted back on first use; None without segmentation."""
+        return None if self.held_mask is None else self.held_mask.full()
 
 
 class _Failure:
@@ -49,7 +55,12 @@ class CaptureEngine:
             self.detector = FaceDetector()
             tracker.detector = self.detector
         self.queue_size = queue_size
-        self._box = None  # face box (x, y, w, h) of the last tracked frame, for the next crop
+        # where the segmentation thread crops: the face box (x, y, w, h) of the last tracked frame; and while the
+        # tracker has not yet seen the frame of the segmentation thread's own last detection, that detection
+        # (so a start or a loss costs one Viola-Jones scan, not one per frame already in the queue)
+        self._box = None
+        self._tracked_upto = -1  # index of the last frame the tracker has finished
+        self._detection = None  # (frame index, box) of the segmentation thread's last detection
         self._box_lock = threading.Lock()
         self.dropped = 0
 
@@ -83,7 +94,7 @@ class CaptureEngine:
             q_in.put(_END)
 
     def _segmentation(self, q_in: queue.Queue, q_mid: queue.Queue, stop: threading.Event):
-        from ..segment.pipeline import segment_frame  # noqa: PLC0415
+        from ..segment.pipeline import segment_frame_in_crop  # noqa: PLC0415
 
         while not stop.is_set():
             item = q_in.get()
@@ -93,23 +104,39 @@ class CaptureEngine:
                     return
                 continue
             index, t, image = item
-            ms, mask = {}, None
+            ms, mask, detection, cut_input = {}, None, None, None
             try:
                 if self.segmenter is not None:
-                    with self._box_lock:
-                        box = self._box
-                    mask, info = segment_frame(image, self.detector if box is None else None, self.segmenter,
-                                               self.refiner, box=box)
+                    box, detection = self._crop_box()
+                    # the graph cut runs on the tracking thread: the network alone is about as long as the
+                    # cut and the regression together, so the two threads stay balanced
+                    mask, info = segment_frame_in_crop(image, self.detector if box is None else None, self.segmenter,
+                                                       None, box=box)
                     ms = dict(info.ms)
+                    ms.pop("threshold", None)
+                    cut_input = (info.prob, info.crop) if info.face_found and self.refiner is not None else None
+                    if box is None:
+                        detection = info.box if info.face_found else None
+                        with self._box_lock:
+                            self._detection = None if detection is None else (index, detection)
             except Exception as exc:
                 q_mid.put(_Failure(exc))
                 continue
             while not stop.is_set():
                 try:
-                    q_mid.put((index, t, image, mask, ms), timeout=0.2)
+                    q_mid.put((index, t, image, mask, cut_input, ms, detection), timeout=0.2)
                     break
                 except queue.Full:
                     continue
+
+    def _crop_box(self):
+        """(box to crop the next frame at or None to detect, the detection that box comes from or None)."""
+        with self._box_lock:
+            if self._box is not None:
+                return self._box, None
+            if self._detection is not None and self._detection[0] > self._tracked_upto:
+                return self._detection[1], self._detection[1]
+            return None, None
 
     def run(self, frames, live: bool = False):
         """Yield a Processed per frame, in order. Exceptions of the source or a stage are re-raised here, after
@@ -130,13 +157,18 @@ class CaptureEngine:
                     return
                 if isinstance(item, _Failure):
                     raise item.exc
-                index, t, image, mask, ms = item
+                index, t, image, mask, cut_input, ms, detection = item
+                if cut_input is not None:
+                    t0 = time.perf_counter()
+                    mask = mask.refined(self.refiner, *cut_input)
+                    ms["graphcut"] = (time.perf_counter() - t0) * 1000
                 t0 = time.perf_counter()
-                result = self.tracker.track(image, mask)
+                result = self.tracker.track(image, mask, detection=detection)
                 ms.update({f"track_{k}": v for k, v in result.ms.items()})
                 ms["track"] = (time.perf_counter() - t0) * 1000
                 with self._box_lock:
                     self._box = self.tracker.face_box() if result.tracked else None
+                    self._tracked_upto = index
                 dropped, dropped_seen = self.dropped - dropped_seen, self.dropped
                 yield Processed(index, t, image, mask, result, ms, dropped)
         finally:

@@ -1,7 +1,11 @@
 """The per-frame segmentation path (the paper's Fig. 1, left half): detection (or a given crop box) → 128×128 crop →
 network → graph cut → bilinear paste-back into the full frame.
 
-    mask, info = segment_frame(image_rgb, detector, segmenter, refiner)
+    mask, info = segment_frame(image_rgb, detector, segmenter, refiner)        # (H, W) uint8 0/255
+    held, info = segment_frame_in_crop(image_rgb, detector, segmenter, refiner)  # CropMask: no paste-back yet
+
+The capture engine uses the second form: the tracker maps the 128×128 mask straight into its own crop
+(`CropMask.to_crop`), and the full-frame mask is pasted only when something asks for it (preview, mask files).
 
 `segmenter` is anything with `predict(crops uint8 (N, 128, 128, 3)) -> prob (N, 128, 128) float32` (the
 two-stream CNN's `Segmenter`, or a stand-in), or such a callable itself. `refiner` is a `GraphCutRefiner` (or
@@ -33,6 +37,49 @@ class FrameInfo:
     ms: dict = field(default_factory=dict)
 
 
+class CropMask:
+    """A face mask kept in the segmentation crop: `crop_mask` (S, S) bool, the image→crop `affine` (2, 3) and the
+    frame size (W, H). `full()` is the bilinear paste-back into the frame (computed once); `to_crop(affine, size)`
+    maps the mask into another crop of the same frame directly (bilinear, thresholded at one half), which costs a
+    fraction of the full-frame paste."""
+
+    def __init__(self, crop_mask: np.ndarray | None, affine: np.ndarray | None, image_size: tuple[int, int]):
+        self.crop_mask, self.affine, self.image_size = crop_mask, affine, (int(image_size[0]), int(image_size[1]))
+        self._full = None
+
+    def refined(self, refiner, prob: np.ndarray, crop: np.ndarray) -> "CropMask":
+        """The same crop with its mask replaced by `refiner.refine(prob, crop)` (the graph cut, run later)."""
+        return self if self.crop_mask is None else CropMask(refiner.refine(prob, crop), self.affine, self.image_size)
+
+    @classmethod
+    def empty(cls, image_size) -> "CropMask":
+        """No face anywhere in the frame."""
+        return cls(None, None, image_size)
+
+    def full(self) -> np.ndarray:
+        if self._full is None:
+            W, H = self.image_size
+            self._full = np.zeros((H, W), np.uint8) if self.crop_mask is None else \
+                paste_back(self.crop_mask, self.affine, self.image_size)
+        return self._full
+
+    def to_crop(self, affine: np.ndarray, size: int) -> np.ndarray:
+        """(size, size) uint8 0/255 mask of the crop that `affine` (image px → that crop's px) cuts from the frame."""
+        import cv2  # noqa: PLC0415
+
+        if self.crop_mask is None:
+            return np.zeros((size, size), np.uint8)
+        A1, b1 = self.affine[:, :2], self.affine[:, 2]
+        A2inv = np.linalg.inv(np.asarray(affine, np.float64)[:, :2])
+        b2 = np.asarray(affine, np.float64)[:, 2]
+        m = A1 @ A2inv  # that crop's px → this crop's px
+        back = np.hstack([m, (b1 - m @ b2)[:, None]])
+        up = cv2.warpAffine(self.crop_mask.astype(np.float32), back, (size, size),
+                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
+                            borderValue=0)
+        return np.where(up >= 0.5, 255, 0).astype(np.uint8)
+
+
 def predict_fn(segmenter):
     """The `crops → prob` callable of a segmenter object (its `predict`) or of a plain callable."""
     fn = getattr(segmenter, "predict", segmenter)
@@ -55,6 +102,17 @@ def segment_frame(image: np.ndarray, detector, segmenter, refiner=None, box=None
     image (H, W, 3) uint8 RGB; detector: `detect(image) -> (N, 4) boxes`, largest first (used when box is None);
     box: (x, y, w, h) face box in image px to use instead of detecting (e.g. the tracker's projected model).
     Returns (mask (H, W) uint8, 255 = face, all 0 when no face is found; FrameInfo)."""
+    held, info = segment_frame_in_crop(image, detector, segmenter, refiner, box, size)
+    t0 = time.perf_counter()
+    mask = held.full()
+    if info.face_found:
+        info.ms["paste"] = 1e3 * (time.perf_counter() - t0)
+    return mask, info
+
+
+def segment_frame_in_crop(image: np.ndarray, detector, segmenter, refiner=None, box=None,
+                          size: int = CROP_SIZE) -> tuple[CropMask, FrameInfo]:
+    """`segment_frame` without the paste-back: (CropMask, FrameInfo)."""
     h, w = image.shape[:2]
     ms = {}
     t0 = time.perf_counter()
@@ -62,7 +120,7 @@ def segment_frame(image: np.ndarray, detector, segmenter, refiner=None, box=None
         boxes = detector.detect(image) if detector is not None else np.zeros((0, 4))
         ms["detect"] = 1e3 * (time.perf_counter() - t0)
         if len(boxes) == 0:
-            return np.zeros((h, w), np.uint8), FrameInfo(face_found=False, ms=ms)
+            return CropMask.empty((w, h)), FrameInfo(face_found=False, ms=ms)
         box = boxes[0]
     box = np.asarray(box, np.float64)
     square = crop_box(box, (w, h))
@@ -76,8 +134,6 @@ def segment_frame(image: np.ndarray, detector, segmenter, refiner=None, box=None
     t3 = time.perf_counter()
     crop_mask = refiner.refine(prob, crop) if refiner is not None else prob > 0.5
     ms["graphcut" if refiner is not None else "threshold"] = 1e3 * (time.perf_counter() - t3)
-    t4 = time.perf_counter()
-    mask = paste_back(crop_mask, affine, (w, h))
-    ms["paste"] = 1e3 * (time.perf_counter() - t4)
-    return mask, FrameInfo(face_found=True, box=box, square=square, affine=affine, crop=crop, prob=prob,
-                           crop_mask=crop_mask, ms=ms)
+    info = FrameInfo(face_found=True, box=box, square=square, affine=affine, crop=crop, prob=prob,
+                     crop_mask=crop_mask, ms=ms)
+    return CropMask(crop_mask, affine, (w, h)), info

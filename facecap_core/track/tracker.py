@@ -272,8 +272,11 @@ class FaceTracker:
         return out, cam, self.model.landmarks(out, ident, cam)
 
     # ------------------------------------------------------------------------------------------------ per frame
-    def track(self, frame: np.ndarray, mask: np.ndarray | None = None) -> TrackResult:
-        """frame (H, W, 3) uint8 RGB (or grey); mask (H, W) uint8, non-zero = face, or None (no segmentation)."""
+    def track(self, frame: np.ndarray, mask: np.ndarray | None = None, detection=None) -> TrackResult:
+        """frame (H, W, 3) uint8 RGB (or grey); mask (H, W) uint8, non-zero = face, or a segmentation's CropMask
+        (mapped straight into the tracker's crop), or None (no segmentation). detection: a face box (x, y, w, h)
+        this tracker's detector already found on this frame (the engine's segmentation stage detects too): used
+        instead of detecting again when the tracker has to start over."""
         t0 = time.perf_counter()
         ms = {}
         self.frame_index += 1
@@ -284,15 +287,18 @@ class FaceTracker:
         reinit = self.prev is None
         if reinit:
             t1 = time.perf_counter()
-            box = self._detect(frame)
-            ms["detect"] = (time.perf_counter() - t1) * 1000
+            box = self._detect(frame) if detection is None else np.asarray(detection, np.float64)
+            if detection is None:
+                ms["detect"] = (time.perf_counter() - t1) * 1000
             if box is None:
                 return TrackResult(False, reason="no face detected", ms=ms)
             affine = self._detection_affine(box)
         else:
             affine = landmark_crop_affine(self.prev[0])
         crop = grey_crop(frame, affine)
-        if mask is not None:
+        if hasattr(mask, "to_crop"):
+            crop_mask = mask.to_crop(affine, CROP_SIZE)
+        elif mask is not None:
             crop_mask = cv2.warpAffine(np.ascontiguousarray(mask, np.uint8), affine, (CROP_SIZE, CROP_SIZE),
                                        flags=cv2.INTER_NEAREST, borderValue=0)
         else:
