@@ -211,12 +211,20 @@ def _engine_for(args):
         rig = load_rig()
         detector = FaceDetector()
         tracker = FaceTracker(regressor, rig, image_size=(source.width, source.height), focal=args.focal,
-                              detector=detector, smoothing=not getattr(args, "no_smoothing", False), fps=source.fps)
+                              detector=detector, smoothing=smoothing_strength(args), fps=source.fps)
         segmenter = None if args.no_segmentation else load_segmenter(args.segmenter_model, args.device)
         engine = CaptureEngine(tracker, segmenter, None if args.no_segmentation else GraphCutRefiner(), detector)
     except (InputError, SegmentModelError, TrackerModelError, DetectorError) as exc:
         raise CliError(str(exc)) from exc
     return source, rig, tracker, engine
+
+
+def smoothing_strength(args) -> float:
+    """The tracker's smoothing argument from --smoothing / --no-smoothing (0 = off)."""
+    s = 0.0 if getattr(args, "no_smoothing", False) else float(getattr(args, "smoothing", 1.0))
+    if not (s >= 0 and s == s):
+        raise CliError(f"--smoothing must be 0 (off) or a positive strength, not {s}")
+    return s
 
 
 def cmd_track_remote(args) -> int:
@@ -230,7 +238,8 @@ def cmd_track_remote(args) -> int:
         raise CliError("--preview and --masks need the local engine: leave out --remote")
     try:
         source = open_frames(args.input, mirror=args.mirror)
-        session = RemoteSession(args.remote, source.width, source.height, source.fps, args.token)
+        session = RemoteSession(args.remote, source.width, source.height, source.fps, args.token,
+                                smoothing=smoothing_strength(args))
     except (InputError, RemoteError) as exc:
         raise CliError(str(exc)) from exc
     recorder = TakeRecorder(args.out, args.input, source.fps, source.width, source.height, args.focal or 0.0)
@@ -322,9 +331,9 @@ def cmd_serve(args) -> int:
         segmenter = None if args.no_segmentation else load_segmenter(args.segmenter_model, args.device)
         refiner = GraphCutRefiner()
 
-        def make_tracker(width, height, fps):
+        def make_tracker(width, height, fps, smoothing=1.0):
             return FaceTracker(regressor, rig, image_size=(width, height), focal=args.focal, detector=detector,
-                               smoothing=True, fps=fps)
+                               smoothing=smoothing, fps=fps)
 
         def segment(image, tracker):
             box = tracker.face_box()
@@ -369,7 +378,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preview", metavar="OUT.mp4")
     _engine_options(p)
     p.add_argument("--mirror", action="store_true", help="mirror a live camera image")
-    p.add_argument("--no-smoothing", action="store_true", help="record the raw, unfiltered values")
+    p.add_argument("--smoothing", type=float, default=1.0, metavar="S",
+                   help="One Euro smoothing strength of pose and expressions: 1 the default, 2 twice as smooth at "
+                        "rest (and slower to follow), 0 off. Smoothed takes keep the unfiltered values too, under "
+                        "each frame's 'raw'")
+    p.add_argument("--no-smoothing", action="store_true", help="the same as --smoothing 0")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--remote", metavar="tcp://HOST:PORT", help="use a `facecap serve` engine instead of this one")
     p.add_argument("--token", default=None, help="the remote engine's access token")

@@ -75,9 +75,11 @@ def _floats(a) -> list:
 
 
 def make_frame(index: int, time: float, expression=None, rotation=None, translation=None, landmarks=None,
-               bbox=None, face_visible: float | None = None) -> dict:
+               bbox=None, face_visible: float | None = None, raw: dict | None = None) -> dict:
     """One take frame. expression (46,), rotation unit quaternion (w, x, y, z), translation (3,) cm in the
-    camera frame, landmarks (73, 2) pixels, bbox (x, y, w, h) pixels. expression None → an untracked frame."""
+    camera frame, landmarks (73, 2) pixels, bbox (x, y, w, h) pixels. expression None → an untracked frame.
+    raw: the unfiltered values when the frame's are smoothed ({"rotation": quaternion, "translation",
+    "expression"}), kept under the frame's optional "raw" key (an addition to design §6 readers may ignore)."""
     if expression is None:
         return {"index": int(index), "time": float(time), "tracked": False, "bbox": None, "rotation": None,
                 "translation": None, "expression": None, "arkit": None, "landmarks": None, "face_visible": None}
@@ -86,10 +88,14 @@ def make_frame(index: int, time: float, expression=None, rotation=None, translat
     if bbox is None:
         lo, hi = lm.min(0), lm.max(0)
         bbox = (lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1])
-    return {"index": int(index), "time": float(time), "tracked": True, "bbox": _floats(bbox),
-            "rotation": _floats(rotation), "translation": _floats(translation), "expression": _floats(expression),
-            "arkit": dict(zip(ARKIT_NAMES, _floats(arkit_scores(expression)))),
-            "landmarks": np.round(lm, 3).tolist(), "face_visible": float(1.0 if face_visible is None else face_visible)}
+    frame = {"index": int(index), "time": float(time), "tracked": True, "bbox": _floats(bbox),
+             "rotation": _floats(rotation), "translation": _floats(translation), "expression": _floats(expression),
+             "arkit": dict(zip(ARKIT_NAMES, _floats(arkit_scores(expression)))),
+             "landmarks": np.round(lm, 3).tolist(),
+             "face_visible": float(1.0 if face_visible is None else face_visible)}
+    if raw is not None:
+        frame["raw"] = {k: _floats(raw[k]) for k in ("rotation", "translation", "expression")}
+    return frame
 
 
 def make_take(source: str, fps: float, width: int, height: int, focal: float, frames: list[dict],

@@ -145,6 +145,9 @@ def test_track_a_generated_clip_end_to_end(rig_path, tmp_path):
     assert len(tracked) >= 15
     err = [landmark_error(np.array(f["landmarks"])[None], seq.landmarks[f["index"]][None])[0] for f in tracked]
     assert np.median(err) < 10.0
+    # smoothed by default, with the unfiltered values kept beside: equal at a (re)start, apart afterwards
+    assert all(len(f["raw"]["expression"]) == 46 and len(f["raw"]["rotation"]) == 4 for f in tracked)
+    assert any(f["raw"]["expression"] != f["expression"] for f in tracked)
     assert os.path.getsize(tmp_path / "p.mp4") > 1000 and len(os.listdir(tmp_path / "m")) == 20
     assert not os.path.exists(take_path + ".journal")
 

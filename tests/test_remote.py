@@ -16,8 +16,8 @@ from facecap_core.track.tracker import TrackResult  # noqa: E402
 class FakeTracker:
     closed = []
 
-    def __init__(self):
-        self.identity, self.focal = np.zeros(50), 500.0
+    def __init__(self, smoothing=1.0):
+        self.identity, self.focal, self.smoothing = np.zeros(50), 500.0, smoothing
 
     def track(self, image, mask=None):
         x = np.zeros(46)
@@ -30,7 +30,7 @@ class FakeTracker:
 
 
 def start_server(port=0, **kw):
-    server = EngineServer(lambda w, h, fps: FakeTracker(), port=port, **kw)
+    server = EngineServer(lambda w, h, fps, smoothing: FakeTracker(smoothing), port=port, **kw)
     th = threading.Thread(target=server.serve_forever, daemon=True)
     th.start()
     return server, th
@@ -49,7 +49,8 @@ def frame(v, size=48):
 def test_frames_in_results_out():
     server, th = start_server()
     try:
-        s = RemoteSession(server.address, 48, 48, token=None, timeout=5)
+        s = RemoteSession(server.address, 48, 48, token=None, timeout=5, smoothing=2.5)
+        assert [s_["tracker"].smoothing for s_ in server.sessions.values()] == [2.5]  # the client's setting reaches the engine
         for i, v in enumerate((40, 120, 200)):
             f = s.track(i, i / 30, frame(v))
             assert f["tracked"] and f["index"] == i and abs(f["expression"][0] - v / 255) < 0.02

@@ -262,3 +262,20 @@ def test_detect_near_finds_the_face_around_its_box_only(rig):
     x, y, w, h = full[0]
     away = (x + 2.5 * w if x + w / 2 < 160 else x - 2.5 * w, y, w, h)
     assert len(det.detect_near(seq.frames[0], away)) == 0
+
+
+def test_smoothing_strength_slows_the_response_to_a_step():
+    from facecap_core.track.smoothing import PoseSmoother
+
+    def after_step(strength, frames=6):
+        sm = PoseSmoother(strength=strength)
+        lm, R, t = np.zeros((73, 2)), np.eye(3), np.zeros(3)
+        sm(1 / 30, lm, np.zeros(46), R, t)
+        for _ in range(frames):
+            _, x, _, _ = sm(1 / 30, lm, np.full(46, 0.8), R, t)
+        return x[0]
+
+    soft, default, firm = after_step(2.0), after_step(1.0), after_step(0.5)
+    assert 0 < soft < default < firm < 0.8  # all on their way to the new value, the stronger ones slower
+    with pytest.raises(ValueError, match="strength"):
+        PoseSmoother(strength=0)

@@ -1,7 +1,7 @@
 """The remote engine (the paper's GPU offload, design §6 `facecap serve`): frames in as JPEG, results out, over ZeroMQ.
 
 Server: one ROUTER socket. Each client (a ZeroMQ DEALER, one per take) opens a session with
-``{"op": "start", "width", "height", "fps", "token"}``, then sends ``{"op": "frame", "index", "time"}`` + a JPEG
+``{"op": "start", "width", "height", "fps", "smoothing", "token"}``, then sends ``{"op": "frame", "index", "time"}`` + a JPEG
 part per frame and gets back the take frame (design §6) of that frame; ``{"op": "end"}`` closes the session and
 returns the identity and focal length the key-frame thread solved. A session that has been silent for
 `session_timeout` seconds (a client that disappeared) is closed and its tracker released. Bound to anything but
@@ -45,7 +45,7 @@ def _unjpeg(data: bytes) -> np.ndarray:
 
 
 class EngineServer:
-    """`make_tracker(width, height, fps)` → a tracker-like object (`track(frame, mask)`, `close()`, `identity`,
+    """`make_tracker(width, height, fps, smoothing)` → a tracker-like object (`track(frame, mask)`, `close()`, `identity`,
     `focal`); `segment(frame, tracker)` → mask or None (the segmentation stage; None to track without masks)."""
 
     def __init__(self, make_tracker, segment=None, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
@@ -95,7 +95,8 @@ class EngineServer:
             old = self.sessions.pop(ident, None)
             if old:
                 old["tracker"].close()
-            tracker = self.make_tracker(int(head["width"]), int(head["height"]), float(head.get("fps", 30.0)))
+            tracker = self.make_tracker(int(head["width"]), int(head["height"]), float(head.get("fps", 30.0)),
+                                        float(head.get("smoothing", 1.0)))
             self.sessions[ident] = {"tracker": tracker, "seen": time.monotonic()}
             return self._reply(ident, {"ok": True})
         session = self.sessions.get(ident)
@@ -146,13 +147,13 @@ class RemoteSession:
     """One take on a remote engine: `track(index, time, rgb)` → take frame dict; `end()` → (identity, focal)."""
 
     def __init__(self, address: str, width: int, height: int, fps: float = 30.0, token: str | None = None,
-                 timeout: float = 5.0, retries: int = 3):
+                 timeout: float = 5.0, retries: int = 3, smoothing: float = 1.0):
         import zmq  # noqa: PLC0415
 
         self.zmq, self.ctx = zmq, zmq.Context.instance()
         self.address, self.token, self.timeout, self.retries = address, token, timeout, retries
         self.start_msg = {"op": "start", "width": int(width), "height": int(height), "fps": float(fps),
-                          "token": token}
+                          "smoothing": float(smoothing), "token": token}
         self.sock = None
         self.reconnects = 0
         self._connect()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..rig.geometry import matrix_to_quat
 from ..segment.run import InputError, open_source
 from ..take import make_frame
 
@@ -84,8 +85,12 @@ def take_frame(p) -> dict:
     r = p.result
     if not r.tracked:
         return make_frame(p.index, p.time)
+    raw = None
+    if r.raw is not None:
+        raw = {"rotation": matrix_to_quat(r.raw["rotation"]), "translation": r.raw["translation"],
+               "expression": r.raw["expression"]}
     return make_frame(p.index, p.time, expression=r.expression, rotation=r.quaternion, translation=r.translation,
-                      landmarks=r.landmarks, bbox=r.bbox, face_visible=r.face_visible)
+                      landmarks=r.landmarks, bbox=r.bbox, face_visible=r.face_visible, raw=raw)
 
 
 class PreviewWriter:

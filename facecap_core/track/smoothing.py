@@ -44,9 +44,15 @@ class OneEuro:
 class PoseSmoother:
     """One Euro filters for a tracked frame's landmarks (px), expression, rotation and translation (cm)."""
 
-    def __init__(self, landmarks=(1.5, 0.05), expression=(2.0, 2.0), rotation=(1.5, 3.0), translation=(1.5, 0.5)):
-        self.lm, self.x = OneEuro(*landmarks), OneEuro(*expression)
-        self.q, self.t = OneEuro(*rotation), OneEuro(*translation)
+    def __init__(self, landmarks=(1.5, 0.05), expression=(2.0, 2.0), rotation=(1.5, 3.0), translation=(1.5, 0.5),
+                 strength: float = 1.0):
+        """Each channel: (min_cutoff Hz, beta). `strength` scales all of them at once: the cut-offs at rest are
+        divided by it and the speed terms too, so 2 is twice as smooth (and slower to follow), 0.5 half."""
+        if not strength > 0:
+            raise ValueError(f"smoothing strength must be > 0 (got {strength}); switch smoothing off instead")
+        self.strength = float(strength)
+        make = lambda c: OneEuro(c[0] / strength, c[1] / strength)  # noqa: E731
+        self.lm, self.x, self.q, self.t = make(landmarks), make(expression), make(rotation), make(translation)
         self.last_q = None
 
     def reset(self):

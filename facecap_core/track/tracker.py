@@ -51,6 +51,7 @@ class TrackResult:
     reinitialised: bool = False
     reason: str = ""
     ms: dict = field(default_factory=dict)
+    raw: dict | None = None  # with smoothing on: the unfiltered rotation, translation, expression and landmarks
 
     @property
     def quaternion(self) -> np.ndarray:
@@ -172,7 +173,7 @@ class KeyframeSolver:
 class FaceTracker:
     def __init__(self, regressor: Regressor, rig=None, image_size=(640, 480), focal: float | None = None,
                  detector=None, keyframes: bool = True, threaded_keyframes: bool = True, restarts: int = 5,
-                 verify_every: int = 30, lost_after: int = 8, smoothing: bool = False, fps: float = 30.0,
+                 verify_every: int = 30, lost_after: int = 8, smoothing: bool | float = False, fps: float = 30.0,
                  ensemble: int = 1, d_shrink: float = 0.7):
         rig = rig or load_rig()
         self.reg = regressor
@@ -182,7 +183,8 @@ class FaceTracker:
         self.identity = np.zeros(N_IDENTITY)
         self.detector = detector
         self.restarts, self.verify_every, self.lost_after = restarts, verify_every, lost_after
-        self.smoother = PoseSmoother() if smoothing else None
+        # smoothing: False/0 off, True the default One Euro settings, a number their strength (PoseSmoother)
+        self.smoother = PoseSmoother(strength=float(smoothing)) if smoothing else None
         # fraction of the previous frame's displacements D the next frame starts from. Carried in full, D soaks up
         # the regression's errors frame after frame and wanders (synthetic sequences, benchmarks/bench_track.py:
         # jitter 2.3 → 0.8 % of IOD and moving-face NME 3.7 → 1.7 % going from 1.0 to 0.7; 0.4 is no better)
@@ -356,13 +358,15 @@ class FaceTracker:
         self.prev = (lm_frame, R, t, x, D)
         if self.keyframes is not None:
             self.keyframes.offer(lm_frame, R, t, x)
+        raw = None
         if self.smoother is not None:  # the regression goes on from the raw values; only the output is smoothed
             if reinit:
                 self.smoother.reset()
+            raw = {"landmarks": lm_frame, "rotation": R, "translation": t, "expression": x.copy()}
             lm_frame, x, R, t = self.smoother(1.0 / self.fps, lm_frame, x, R, t)
         ms["total"] = (time.perf_counter() - t0) * 1000
         return TrackResult(True, landmarks=lm_frame, rotation=R, translation=t, expression=x.copy(),
-                           bbox=_lm_box(lm_frame), face_visible=visible, reinitialised=reinit, ms=ms)
+                           bbox=_lm_box(lm_frame), face_visible=visible, reinitialised=reinit, ms=ms, raw=raw)
 
     def _lost(self, lm, R, visible) -> str:
         W, H = self.image_size
