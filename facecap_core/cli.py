@@ -186,35 +186,25 @@ def cmd_segment(args) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------- track
+def engine_options(args):
+    """EngineOptions from the engine options of `facecap track` / `facecap bench` / `facecap serve`."""
+    from .capture.session import EngineOptions
+
+    return EngineOptions(segmentation=not args.no_segmentation, segmenter_model=args.segmenter_model,
+                         tracker_model=args.tracker_model, focal=args.focal, smoothing=smoothing_strength(args),
+                         device=args.device, mirror=getattr(args, "mirror", False))
+
+
 def _engine_for(args):
     """(source, rig, tracker, engine) for `facecap track` / `facecap bench` from their common options."""
-    from .capture.engine import CaptureEngine
     from .capture.run import open_frames
-    from .detect import DetectorError, FaceDetector
-    from .rig.model import load_rig
-    from .segment import ModelFileError as SegmentModelError
-    from .segment.graphcut import GraphCutRefiner
-    from .segment.run import InputError, load_segmenter
-    from .track.cascade import ModelFileError as TrackerModelError
-    from .track.cascade import Regressor
-    from .track.tracker import FaceTracker
+    from .capture.session import EngineError, build_engine
+    from .segment.run import InputError
 
     try:
         source = open_frames(args.input, mirror=getattr(args, "mirror", False))
-        if not args.no_segmentation and not os.path.isfile(args.segmenter_model):
-            raise CliError(f"segmenter model not found: {args.segmenter_model} (pass --segmenter-model PATH, or "
-                           "--no-segmentation)")
-        model_path = args.tracker_model
-        if args.no_segmentation and model_path == DEFAULT_TRACKER:
-            model_path = DEFAULT_TRACKER_NOMASK  # trained blind to masks: the masked one needs a segmentation
-        regressor = Regressor.load(model_path)
-        rig = load_rig()
-        detector = FaceDetector()
-        tracker = FaceTracker(regressor, rig, image_size=(source.width, source.height), focal=args.focal,
-                              detector=detector, smoothing=smoothing_strength(args), fps=source.fps)
-        segmenter = None if args.no_segmentation else load_segmenter(args.segmenter_model, args.device)
-        engine = CaptureEngine(tracker, segmenter, None if args.no_segmentation else GraphCutRefiner(), detector)
-    except (InputError, SegmentModelError, TrackerModelError, DetectorError) as exc:
+        rig, tracker, engine = build_engine(source, engine_options(args))
+    except (InputError, EngineError) as exc:
         raise CliError(str(exc)) from exc
     return source, rig, tracker, engine
 

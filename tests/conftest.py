@@ -65,3 +65,30 @@ def bpy_python() -> str:
     if not has_bpy():
         pytest.skip("bpy is not installed (pip install -e .[test])")
     return sys.executable
+
+
+def write_clip(path: str, frames_rgb, fps: float = 30.0) -> str:
+    """An MJPG .avi of RGB frames (every OpenCV build can write and read it)."""
+    import cv2
+
+    h, w = frames_rgb[0].shape[:2]
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    for f in frames_rgb:
+        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="session")
+def face_clip(tmp_path_factory):
+    """(path, Sequence) of a 24-frame 256×256 clip of a procedurally textured face the project renders itself
+    (head turning, expressions changing), with its true landmarks and coefficients."""
+    from facecap_core.data.synth import SyntheticFaces
+    from facecap_core.data.texture import procedural_library
+    from facecap_core.rig.model import load_rig
+    from facecap_core.track.sequences import synthetic_sequence
+
+    rig = load_rig()
+    gen = SyntheticFaces(rig, procedural_library(rig, 2, size=128, seed=1), None, size=256)
+    seq = synthetic_sequence(gen, np.random.default_rng(4), n_frames=24, yaw_amplitude=15)
+    return write_clip(str(tmp_path_factory.mktemp("clip") / "face.avi"), seq.frames), seq
