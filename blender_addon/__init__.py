@@ -1,7 +1,11 @@
-"""facecap Blender extension (thin: the capture engine is facecap_core; see README.md).
+"""facecap Blender extension: live facial capture, recording, footage processing, retargeting and a composite
+preview, in a "Facecap" tab of the 3D View sidebar. Thin: the engine is facecap_core (bundled beside this file in
+the extension zip), run in Blender's process, in an external Python, or on a remote `facecap serve`
+(engines.py; chosen in the add-on preferences).
 
-For now: a "Facecap" tab in the 3D View sidebar with an "Import Face Rig" operator that builds the fw46 rig
-(object FaceRig, Basis + 46 shape keys) from the bundled rigs/fw46.npz, or from a chosen .npz.
+Modules: props (settings), capture_ops (live / record / footage, the main-thread timer), takes_io (take files,
+CSV), retarget_ops (characters), composite (the preview under occluders), panels (UI), rig_import and keyframes
+(self-contained helpers also used outside the add-on).
 """
 from __future__ import annotations
 
@@ -10,7 +14,13 @@ import os
 import bpy
 from bpy.props import StringProperty
 
-from . import rig_import
+from . import capture_ops, panels, props, rig_import, takes_io
+
+try:  # parts that need facecap_core's retarget / composite modules
+    from . import composite, retarget_ops
+    OPTIONAL = (retarget_ops, composite)
+except ImportError:  # noqa: F841 - a partial checkout: the rest still works
+    OPTIONAL = ()
 
 
 def bundled_rig_path() -> str:
@@ -23,7 +33,7 @@ def bundled_rig_path() -> str:
 
 
 class FACECAP_OT_import_face_rig(bpy.types.Operator):
-    """Add the fw46 face rig (46 expression shape keys) to the scene"""
+    """Add the fw46 face rig (46 expression shape keys) to the scene; the capture drives it"""
 
     bl_idname = "facecap.import_face_rig"
     bl_label = "Import Face Rig"
@@ -46,31 +56,25 @@ class FACECAP_OT_import_face_rig(bpy.types.Operator):
             other.select_set(False)
         obj.select_set(True)
         context.view_layer.objects.active = obj
+        context.scene.facecap.rig = obj
         self.report({"INFO"}, f"imported {obj.name}: {len(obj.data.shape_keys.key_blocks) - 1} shape keys")
         return {"FINISHED"}
 
 
-class FACECAP_PT_main(bpy.types.Panel):
-    bl_label = "Facecap"
-    bl_idname = "FACECAP_PT_main"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Facecap"
-
-    def draw(self, context):
-        layout = self.layout
-        layout.operator(FACECAP_OT_import_face_rig.bl_idname, icon="MESH_MONKEY")
-        layout.label(text="Capture: not available yet")
-
-
-CLASSES = (FACECAP_OT_import_face_rig, FACECAP_PT_main)
+MODULES = (props, capture_ops, takes_io, panels)
 
 
 def register():
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
+    for m in MODULES:
+        m.register()
+    bpy.utils.register_class(FACECAP_OT_import_face_rig)
+    for m in OPTIONAL:
+        m.register()
 
 
 def unregister():
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+    for m in reversed(OPTIONAL):
+        m.unregister()
+    bpy.utils.unregister_class(FACECAP_OT_import_face_rig)
+    for m in reversed(MODULES):
+        m.unregister()

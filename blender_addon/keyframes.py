@@ -69,10 +69,19 @@ def write_keyframes(id_data, data_path: str, frames, values, index: int = 0, int
     return fc
 
 
-def apply_take(obj, take: dict, frame_start: int = 1) -> int:
+def take_frame_numbers(take: dict, frame_start: int = 1, fps: float | None = None) -> np.ndarray:
+    """Scene frame of each tracked take frame: frame_start + time · fps (fps: the scene's; None → the take's,
+    which makes frame n of footage land on frame_start + n). Sub-frame positions are kept: a live take's
+    timestamps are irregular, and snapping would bunch or drop keys."""
+    fps = float(fps or take.get("fps") or 30.0)
+    return np.array([frame_start + f["time"] * fps for f in take["frames"] if f.get("tracked")], np.float64)
+
+
+def apply_take(obj, take: dict, frame_start: int = 1, fps: float | None = None, pose: bool = True) -> int:
     """Animate FaceRig `obj` (built by rig_import) from a take dict: shape-key values from each tracked frame's
-    "expression", object rotation/location from "rotation"/"translation" (camera frame, cm → Blender via
-    rig_import's frame change). Untracked frames get no key. Returns the number of keyed frames."""
+    "expression" and (pose=True) object rotation/location from "rotation"/"translation" (camera frame, cm →
+    Blender via rig_import's frame change), at `take_frame_numbers`. Untracked frames get no key. Returns the
+    number of keyed frames."""
     try:
         from . import rig_import
     except ImportError:
@@ -81,17 +90,18 @@ def apply_take(obj, take: dict, frame_start: int = 1) -> int:
     frames = [f for f in take["frames"] if f.get("tracked")]
     if not frames:
         return 0
-    times = np.array([frame_start + f["index"] for f in frames], np.float32)
+    times = take_frame_numbers(take, frame_start, fps)
     expr = np.array([f["expression"] for f in frames], np.float64)
     keys = obj.data.shape_keys
     for j, name in enumerate(take["expression_names"]):
         if name in keys.key_blocks:
             write_keyframes(keys, f'key_blocks["{name}"].value', times, expr[:, j], group="Expressions")
-    obj.rotation_mode = "QUATERNION"
-    quat = rig_import.rotation_to_blender(np.array([f["rotation"] for f in frames]))
-    loc = rig_import.model_to_blender(np.array([f["translation"] for f in frames]))
-    for i in range(4):
-        write_keyframes(obj, "rotation_quaternion", times, quat[:, i], index=i, group="Head")
-    for i in range(3):
-        write_keyframes(obj, "location", times, loc[:, i], index=i, group="Head")
+    if pose:
+        obj.rotation_mode = "QUATERNION"
+        quat = rig_import.rotation_to_blender(np.array([f["rotation"] for f in frames]))
+        loc = rig_import.model_to_blender(np.array([f["translation"] for f in frames]))
+        for i in range(4):
+            write_keyframes(obj, "rotation_quaternion", times, quat[:, i], index=i, group="Head")
+        for i in range(3):
+            write_keyframes(obj, "location", times, loc[:, i], index=i, group="Head")
     return len(frames)

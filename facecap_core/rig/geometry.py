@@ -69,6 +69,14 @@ def euler_to_matrix(yaw: float, pitch: float, roll: float) -> np.ndarray:
     return rz @ rx @ ry
 
 
+def matrix_to_euler(m: np.ndarray) -> tuple[float, float, float]:
+    """(yaw, pitch, roll) in radians of a rotation built as `euler_to_matrix` builds it (Rz·Rx·Ry): its third
+    row is (−cos p sin y, sin p, cos p cos y), and its second column (−sin r cos p, cos r cos p, ·)."""
+    m = np.asarray(m, np.float64)
+    pitch = float(np.arcsin(np.clip(m[2, 1], -1.0, 1.0)))
+    return float(np.arctan2(-m[2, 0], m[2, 2])), pitch, float(np.arctan2(-m[0, 1], m[1, 1]))
+
+
 def project(points: np.ndarray, rotation: np.ndarray, translation: np.ndarray, focal: float,
             image_size: tuple[int, int]) -> np.ndarray:
     """Π_f(R p + t): (..., N, 3) model points (cm) → (..., N, 2) pixels. image_size = (width, height);
