@@ -28,9 +28,10 @@ def drain(session, timeout=120.0):
     return frames + session.poll()
 
 
-def test_session_tracks_a_clip_in_the_background(face_clip):
+def test_session_tracks_a_clip_in_the_background(face_clip, tmp_path):
     path, seq = face_clip
-    session = CaptureSession(path, EngineOptions(focal=float(seq.focal))).start()
+    session = CaptureSession(path, EngineOptions(focal=float(seq.focal), masks_dir=str(tmp_path / "m"),
+                                                 keep_latest=True)).start()
     assert (session.width, session.height) == (256, 256) and session.total == 24 and not session.live
     frames = drain(session)
     assert session.state == "finished" and not session.error
@@ -38,6 +39,9 @@ def test_session_tracks_a_clip_in_the_background(face_clip):
     tracked = [f for f in frames if f["tracked"]]
     assert len(tracked) >= 18 and all(len(f["arkit"]) == 52 and "raw" in f for f in tracked)
     assert len(session.identity) == 50 and session.focal > 0
+    assert len(os.listdir(tmp_path / "m")) == 24  # a mask per frame, for the compositor
+    index, image, mask = session.latest
+    assert index == 23 and image.shape == (256, 256, 3) and mask.shape == (256, 256) and mask.max() == 255
 
 
 def test_session_stops_early_and_keeps_what_it_tracked(face_clip):

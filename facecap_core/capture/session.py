@@ -41,6 +41,8 @@ class EngineOptions:
     mirror: bool = False  # mirror a live camera image (selfie view)
     remote: str | None = None  # tcp://HOST:PORT of a `facecap serve` engine
     token: str | None = None
+    masks_dir: str | None = None  # write each frame's face mask there (frame_000000.png …; local engine only)
+    keep_latest: bool = False  # keep the newest (index, RGB image, mask) for a live composite preview
 
 
 def build_engine(source, options: EngineOptions):
@@ -86,6 +88,7 @@ class CaptureSession:
         self.done = self.tracked = self.dropped = 0
         self.fps = 0.0  # frames per second over the last second or so
         self.identity, self.focal = None, None
+        self.latest = None  # (frame index, RGB image, face mask uint8 0/255 or None) with keep_latest
         self._frames: queue.Queue = queue.Queue(max_queue)
         self._stop = threading.Event()
         self._thread = None
@@ -160,10 +163,19 @@ class CaptureSession:
         from .run import take_frame  # noqa: PLC0415
 
         _rig, tracker, engine = build_engine(source, self.options)
+        masks_dir = self.options.masks_dir
+        if masks_dir:
+            import cv2  # noqa: PLC0415
+
+            os.makedirs(masks_dir, exist_ok=True)
         self.state, rate = "running", []
         try:
             for p in engine.run(self._until_stopped(source.frames()), live=source.live):
                 self.dropped += p.dropped
+                if masks_dir and p.mask is not None:
+                    cv2.imwrite(os.path.join(masks_dir, f"frame_{p.index:06d}.png"), p.mask)
+                if self.options.keep_latest:
+                    self.latest = (p.index, p.image, p.mask)
                 self._emit(take_frame(p), rate)
         finally:
             self.identity, self.focal = [float(v) for v in tracker.identity], float(tracker.focal)
