@@ -14,12 +14,12 @@ import os
 import bpy
 from bpy.props import StringProperty
 
-from . import capture_ops, panels, props, rig_import, takes_io
+from . import capture_ops, panels, props, retarget_ops, rig_import, takes_io
 
-try:  # parts that need facecap_core's retarget / composite modules
-    from . import composite, retarget_ops
-    OPTIONAL = (retarget_ops, composite)
-except ImportError:  # noqa: F841 - a partial checkout: the rest still works
+try:
+    from . import composite
+    OPTIONAL = (composite,)
+except ImportError:
     OPTIONAL = ()
 
 
@@ -61,7 +61,7 @@ class FACECAP_OT_import_face_rig(bpy.types.Operator):
         return {"FINISHED"}
 
 
-MODULES = (props, capture_ops, takes_io, panels)
+MODULES = (props, capture_ops, takes_io, panels, retarget_ops)  # panels before the sub-panels that hang on them
 
 
 def register():
