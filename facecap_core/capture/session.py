@@ -69,7 +69,14 @@ def build_engine(source, options: EngineOptions):
         detector = FaceDetector()
         tracker = FaceTracker(regressor, rig, image_size=(source.width, source.height), focal=options.focal,
                               detector=detector, smoothing=options.smoothing, fps=source.fps)
-        segmenter = load_segmenter(options.segmenter_model, options.device) if options.segmentation else None
+        segmenter = None
+        if options.segmentation and options.segmenter_model == DEFAULT_SEGMENTER:
+            from ..segment.segmenter import Segmenter  # noqa: PLC0415
+
+            # the .pt on CUDA (fp16), else the .onnx with one thread: the engine's own threads use the cores
+            segmenter = Segmenter.load_default(options.device, threads=1)
+        elif options.segmentation:
+            segmenter = load_segmenter(options.segmenter_model, options.device)
     except (SegmentModelError, TrackerModelError, DetectorError) as exc:
         raise EngineError(str(exc)) from exc
     engine = CaptureEngine(tracker, segmenter, GraphCutRefiner() if options.segmentation else None, detector)
