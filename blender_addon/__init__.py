@@ -52,12 +52,20 @@ class FACECAP_OT_import_face_rig(bpy.types.Operator):
         except (OSError, ValueError, KeyError) as exc:
             self.report({"ERROR"}, f"cannot read rig {path}: {exc}")
             return {"CANCELLED"}
+        # the head empty carries the head pose; the rig (and anything else the user parents, a hat, glasses)
+        # follows it
+        head = bpy.data.objects.new(f"{obj.name}_Head", None)
+        head.empty_display_type, head.empty_display_size = "PLAIN_AXES", 0.1
+        head.rotation_mode = "QUATERNION"
+        (context.collection or context.scene.collection).objects.link(head)
+        obj.parent = head
         for other in context.selected_objects:
             other.select_set(False)
         obj.select_set(True)
         context.view_layer.objects.active = obj
-        context.scene.facecap.rig = obj
-        self.report({"INFO"}, f"imported {obj.name}: {len(obj.data.shape_keys.key_blocks) - 1} shape keys")
+        context.scene.facecap.rig, context.scene.facecap.head = obj, head
+        self.report({"INFO"}, f"imported {obj.name} (head empty {head.name}): "
+                              f"{len(obj.data.shape_keys.key_blocks) - 1} shape keys")
         return {"FINISHED"}
 
 

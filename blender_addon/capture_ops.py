@@ -126,9 +126,10 @@ def apply_frame(context, frame: dict) -> None:
     if settings.drive_head:
         from . import rig_import  # noqa: PLC0415
 
-        rig.rotation_mode = "QUATERNION"
-        rig.rotation_quaternion = rig_import.rotation_to_blender(np.array(frame["rotation"]))
-        rig.location = rig_import.model_to_blender(np.array(frame["translation"]))
+        head = settings.head or rig
+        head.rotation_mode = "QUATERNION"
+        head.rotation_quaternion = rig_import.rotation_to_blender(np.array(frame["rotation"]))
+        head.location = rig_import.model_to_blender(np.array(frame["translation"]))
     try:
         from . import retarget_ops  # noqa: PLC0415
     except ImportError:
@@ -150,7 +151,7 @@ def bake_take(context, take: dict) -> int:
     n = 0
     if settings.rig is not None and settings.rig.data.shape_keys is not None:
         n = keyframes.apply_take(settings.rig, calibrated_take, frame_start=settings.frame_start, fps=fps,
-                                 pose=settings.drive_head)
+                                 pose=settings.drive_head, head=settings.head)
     try:
         from . import retarget_ops  # noqa: PLC0415
     except ImportError:

@@ -77,11 +77,12 @@ def take_frame_numbers(take: dict, frame_start: int = 1, fps: float | None = Non
     return np.array([frame_start + f["time"] * fps for f in take["frames"] if f.get("tracked")], np.float64)
 
 
-def apply_take(obj, take: dict, frame_start: int = 1, fps: float | None = None, pose: bool = True) -> int:
+def apply_take(obj, take: dict, frame_start: int = 1, fps: float | None = None, pose: bool = True,
+               head=None) -> int:
     """Animate FaceRig `obj` (built by rig_import) from a take dict: shape-key values from each tracked frame's
-    "expression" and (pose=True) object rotation/location from "rotation"/"translation" (camera frame, cm →
-    Blender via rig_import's frame change), at `take_frame_numbers`. Untracked frames get no key. Returns the
-    number of keyed frames."""
+    "expression" and (pose=True) the rotation/location of `head` (the rig's head empty; default the rig object
+    itself) from "rotation"/"translation" (camera frame, cm → Blender via rig_import's frame change), at
+    `take_frame_numbers`. Untracked frames get no key. Returns the number of keyed frames."""
     try:
         from . import rig_import
     except ImportError:
@@ -97,11 +98,12 @@ def apply_take(obj, take: dict, frame_start: int = 1, fps: float | None = None, 
         if name in keys.key_blocks:
             write_keyframes(keys, f'key_blocks["{name}"].value', times, expr[:, j], group="Expressions")
     if pose:
-        obj.rotation_mode = "QUATERNION"
+        head = head or obj
+        head.rotation_mode = "QUATERNION"
         quat = rig_import.rotation_to_blender(np.array([f["rotation"] for f in frames]))
         loc = rig_import.model_to_blender(np.array([f["translation"] for f in frames]))
         for i in range(4):
-            write_keyframes(obj, "rotation_quaternion", times, quat[:, i], index=i, group="Head")
+            write_keyframes(head, "rotation_quaternion", times, quat[:, i], index=i, group="Head")
         for i in range(3):
-            write_keyframes(obj, "location", times, loc[:, i], index=i, group="Head")
+            write_keyframes(head, "location", times, loc[:, i], index=i, group="Head")
     return len(frames)

@@ -41,6 +41,8 @@ class FacecapSettings(bpy.types.PropertyGroup):
     # -- what is driven
     rig: PointerProperty(name="Face Rig", type=bpy.types.Object, poll=_is_mesh,
                          description="The FaceRig object the capture drives")
+    head: PointerProperty(name="Head", type=bpy.types.Object,
+                          description="The rig's head empty, which takes the head pose (empty: the rig itself)")
     # the performer's rest face (46 values, JSON: vector properties stop at 32 values)
     neutral_json: StringProperty(name="Neutral", default="", options={"HIDDEN"})
     use_neutral: BoolProperty(name="Use Neutral", default=False,

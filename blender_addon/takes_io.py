@@ -20,6 +20,7 @@ def rig_take(context, rig) -> dict:
     scene = context.scene
     fps = scene.render.fps / scene.render.fps_base
     blocks = rig.data.shape_keys.key_blocks
+    head = context.scene.facecap.head or rig
     inv = np.linalg.inv(rig_import.MODEL_TO_BLENDER)
     frames = []
     current = scene.frame_current
@@ -27,10 +28,10 @@ def rig_take(context, rig) -> dict:
         for i, f in enumerate(range(scene.frame_start, scene.frame_end + 1)):
             scene.frame_set(f)
             x = [blocks[n].value if n in blocks else 0.0 for n in model.EXPRESSION_NAMES]
-            q = np.array(rig.rotation_quaternion) if rig.rotation_mode == "QUATERNION" \
-                else np.array(rig.rotation_euler.to_quaternion())
+            q = np.array(head.rotation_quaternion) if head.rotation_mode == "QUATERNION" \
+                else np.array(head.rotation_euler.to_quaternion())
             quat = np.concatenate([[q[0]], q[1:] @ inv.T])  # Blender frame → camera frame (rig_import's inverse)
-            t = np.array(rig.location) @ inv.T / rig_import.CM_TO_M
+            t = np.array(head.location) @ inv.T / rig_import.CM_TO_M
             frames.append(take_mod.make_frame(i, (f - scene.frame_start) / fps, expression=x, rotation=quat,
                                               translation=t, landmarks=np.zeros((73, 2))))
     finally:

@@ -114,12 +114,21 @@ names = importlib.import_module(%r + ".facecap_core.take").ARKIT_NAMES
 for n in names:
     char.shape_key_add(name=n)
 head = bpy.data.objects.new("Head", None); scene.collection.objects.link(head)
+# an armature with a head bone and two eye bones, bones pointing up (+Z) as usual
+arm_data = bpy.data.armatures.new("Arm"); arm = bpy.data.objects.new("Arm", arm_data)
+scene.collection.objects.link(arm); bpy.context.view_layer.objects.active = arm
+bpy.ops.object.mode_set(mode="EDIT")
+for name, head_pos in (("head", (0, 0, 0)), ("eye.L", (0.03, -0.08, 0.05)), ("eye.R", (-0.03, -0.08, 0.05))):
+    b = arm_data.edit_bones.new(name); b.head = head_pos; b.tail = (head_pos[0], head_pos[1], head_pos[2] + 0.05)
+bpy.ops.object.mode_set(mode="OBJECT")
 for o in bpy.context.selected_objects: o.select_set(False)
 char.select_set(True)
 assert bpy.ops.facecap.retarget_add() == {"FINISHED"}
-scene.facecap_retarget.head_object = head
+rt = scene.facecap_retarget
+rt.head_object, rt.armature, rt.head_bone, rt.eye_bone_l, rt.eye_bone_r = head, arm, "head", "eye.L", "eye.R"
 scene.facecap.source = "FILE"; scene.facecap.filepath = sys.argv[2]; scene.facecap.take_dir = sys.argv[3]
 scene.render.fps = 30
+scene.frame_start, scene.frame_end = 1, 24
 prefs = bpy.context.preferences.addons[%r].preferences
 result = {}
 for mode in ("IN_PROCESS", "WORKER"):
@@ -136,10 +145,16 @@ for mode in ("IN_PROCESS", "WORKER"):
     sampled = []
     for f in (1, 6, 12):
         scene.frame_set(f)
-        sampled.append({"head": list(head.rotation_quaternion), "rig": list(rig.rotation_quaternion)})
+        pb = arm.pose.bones["head"]  # its rotation relative to the rest pose, in armature space
+        bone_world = (arm.matrix_world @ pb.matrix @ pb.bone.matrix_local.inverted()).to_quaternion()
+        sampled.append({"head": list(head.rotation_quaternion), "rig": list(scene.facecap.head.rotation_quaternion),
+                        "bone": list(bone_world), "rig_parent": rig.parent.name,
+                        "eye_l": list(arm.pose.bones["eye.L"].rotation_quaternion)})
+    exported = os.path.join(sys.argv[3], mode + "_export.json")
+    assert bpy.ops.facecap.export_take(filepath=exported) == {"FINISHED"}
     result[mode] = {"status": scene.facecap.status, "take": take, "rig_jaw": co_rig, "char_jaw": co_char,
-                    "sampled": sampled}
-    for o in (rig.data.shape_keys, char.data.shape_keys, head, rig):
+                    "sampled": sampled, "exported": json.load(open(exported))}
+    for o in (rig.data.shape_keys, char.data.shape_keys, head, rig, scene.facecap.head, arm):
         o.animation_data_clear()
 print(json.dumps(result))
 """ % (EXT, EXT)
@@ -163,9 +178,18 @@ def test_process_footage_bakes_the_rig_a_character_and_the_head_in_process_and_i
         char = np.array(r["char_jaw"])  # the ARKit character: the take's default ARKit mapping
         np.testing.assert_allclose(char[:, 1], arkit_scores(np.array([f["expression"] for f in frames]))[:, arkit_jaw],
                                    atol=1e-5)
-        # the head empty follows the take's rotation (converted to Blender's frame), as the rig does
+        # the retarget head empty and head bone follow the take's rotation as the rig's own head empty does
         for s in r["sampled"]:
+            assert s["rig_parent"].endswith("_Head")
             assert abs(abs(np.dot(s["head"], s["rig"])) - 1) < 1e-4
+            assert abs(abs(np.dot(s["bone"], s["rig"])) - 1) < 1e-4
+            assert abs(np.linalg.norm(s["eye_l"]) - 1) < 1e-4
+        # export_take samples the rig back: at the keyed frames it gives the take's coefficients again
+        exported = {f["index"]: f for f in r["exported"]["frames"]}
+        for f in frames:
+            i = int(round(30 * f["time"]))
+            np.testing.assert_allclose(exported[i]["expression"], f["expression"], atol=1e-5)
+            assert abs(abs(np.dot(exported[i]["rotation"], f["rotation"])) - 1) < 1e-5
     a, b = (np.array(out[m]["rig_jaw"]) for m in ("IN_PROCESS", "WORKER"))
     # the same engine either way; not bit-identical, since the Eq. 3 identity/focal solve runs on its own thread
     # and the tracker picks its result up at whatever frame it is ready
