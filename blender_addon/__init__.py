@@ -14,13 +14,7 @@ import os
 import bpy
 from bpy.props import StringProperty
 
-from . import capture_ops, panels, props, retarget_ops, rig_import, takes_io
-
-try:
-    from . import composite
-    OPTIONAL = (composite,)
-except ImportError:
-    OPTIONAL = ()
+from . import capture_ops, composite, panels, props, retarget_ops, rig_import, takes_io
 
 
 def bundled_rig_path() -> str:
@@ -69,20 +63,16 @@ class FACECAP_OT_import_face_rig(bpy.types.Operator):
         return {"FINISHED"}
 
 
-MODULES = (props, capture_ops, takes_io, panels, retarget_ops)  # panels before the sub-panels that hang on them
+MODULES = (props, capture_ops, takes_io, panels, retarget_ops, composite)  # panels before their sub-panels
 
 
 def register():
     for m in MODULES:
         m.register()
     bpy.utils.register_class(FACECAP_OT_import_face_rig)
-    for m in OPTIONAL:
-        m.register()
 
 
 def unregister():
-    for m in reversed(OPTIONAL):
-        m.unregister()
     bpy.utils.unregister_class(FACECAP_OT_import_face_rig)
     for m in reversed(MODULES):
         m.unregister()

@@ -18,6 +18,7 @@ import numpy as np
 from bpy.props import StringProperty
 
 from . import engines, keyframes
+from .registration import registrar
 
 ENGINE_REPORT: dict = {}  # the last engine check, shown in the preferences
 
@@ -71,11 +72,14 @@ def choose_engine(context) -> tuple[str, str, str]:
                        "use a remote engine")
 
 
-def engine_options(context, live: bool):
+def engine_options(context, live: bool, masks_dir: str | None = None):
+    """EngineOptions for a capture. A live capture keeps its newest frame and mask for the composite preview;
+    footage writes a mask per frame (masks_dir) for the compositor."""
     settings = context.scene.facecap
     p = prefs(context)
     options = engines.core_module("capture.session").EngineOptions(
-        segmentation=settings.segmentation, smoothing=settings.smoothing, mirror=live and settings.mirror)
+        segmentation=settings.segmentation, smoothing=settings.smoothing, mirror=live and settings.mirror,
+        keep_latest=live, masks_dir=masks_dir)
     if p and p.engine == "REMOTE":
         options.remote, options.token = p.remote, (p.token or None)
     return options
@@ -200,7 +204,14 @@ def _redraw(context) -> None:
 
 def start(context, kind: str, spec: str, live: bool) -> None:
     mode, python, why = choose_engine(context)
-    Runtime.client = engines.start_client(mode, spec, engine_options(context, live), python=python)
+    masks_dir = None
+    if kind == "FOOTAGE" and not (prefs(context) and prefs(context).engine == "REMOTE"):  # the masks stay remote
+        masks_dir = os.path.splitext(_take_path(context))[0] + "_masks"
+        composite = getattr(context.scene, "facecap_composite", None)
+        if composite is not None:  # the compositor setup reads this footage's masks
+            composite.masks_dir = masks_dir
+    Runtime.client = engines.start_client(mode, spec, engine_options(context, kind == "LIVE", masks_dir),
+                                          python=python)
     Runtime.kind, Runtime.cancelled, Runtime.footage_frames, Runtime.last_frame = kind, False, [], None
     Runtime.footage_path = spec
     context.scene.facecap.progress = 0.0
@@ -425,13 +436,9 @@ CLASSES = (FACECAP_OT_report, FACECAP_OT_check_engine, FACECAP_OT_live_start, FA
            FACECAP_OT_calibrate_neutral, FACECAP_OT_record, FACECAP_OT_process_footage)
 
 
-def register():
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister():
-    if Runtime.client is not None:  # disabling the add-on mid-capture: stop the engine, keep the journal
+def _stop_everything() -> None:
+    """Disabling the add-on mid-capture: stop the engine and the timer, keep the journal on disk."""
+    if Runtime.client is not None:
         Runtime.client.close(timeout=2.0)
         Runtime.client = None
         if Runtime.recorder is not None:
@@ -439,5 +446,6 @@ def unregister():
             Runtime.recorder = None
     if bpy.app.timers.is_registered(_tick):
         bpy.app.timers.unregister(_tick)
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+
+
+register, unregister = registrar(CLASSES, before_unregister=_stop_everything)

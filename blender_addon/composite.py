@@ -27,6 +27,7 @@ import numpy as np
 from bpy.props import EnumProperty, FloatProperty, FloatVectorProperty, PointerProperty, StringProperty
 
 from . import engines
+from .registration import registrar
 from .capture_ops import Runtime
 
 SENSOR_WIDTH_MM = 36.0  # as rigs/build_blend.py: lens (mm) = focal (px) · sensor width / image width
@@ -339,7 +340,7 @@ def overlay_rgba(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 class Preview:
     """The viewport overlay (main thread only). The draw handler reads `Runtime.client.latest` and nothing else
-    of the capture; a timer asks the in-process engine to keep its newest frame while the preview is on."""
+    of the capture (a live in-process capture keeps its newest frame and mask: capture_ops.engine_options)."""
     handle = None
     texture = None
     index = None  # frame index of `texture`
@@ -352,26 +353,13 @@ class Preview:
     def enable(cls) -> None:
         if cls.handle is None:
             cls.handle = bpy.types.SpaceView3D.draw_handler_add(_draw, (), "WINDOW", "POST_PIXEL")
-        if not bpy.app.timers.is_registered(_keep_frames):
-            bpy.app.timers.register(_keep_frames, first_interval=0.0, persistent=True)
 
     @classmethod
     def disable(cls) -> None:
         if cls.handle is not None:
             bpy.types.SpaceView3D.draw_handler_remove(cls.handle, "WINDOW")
-        if bpy.app.timers.is_registered(_keep_frames):
-            bpy.app.timers.unregister(_keep_frames)
         cls.handle = cls.texture = cls.index = None
         _redraw_views()
-
-
-def _keep_frames():
-    """While the preview is on: make the in-process engine keep (index, image, mask) of its newest frame, also
-    for a capture started after the preview (a flag of the engine's options, read by its thread per frame)."""
-    session = getattr(Runtime.client, "session", None) if Runtime.client is not None else None
-    if session is not None and not session.options.keep_latest:
-        session.options.keep_latest = True
-    return 0.5
 
 
 def latest_frame():
@@ -539,14 +527,5 @@ CLASSES = (FacecapComposite, FACECAP_OT_composite_setup, FACECAP_OT_composite_no
            FACECAP_PT_composite)
 
 
-def register():
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-    bpy.types.Scene.facecap_composite = PointerProperty(type=FacecapComposite)
-
-
-def unregister():
-    Preview.disable()
-    del bpy.types.Scene.facecap_composite
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+register, unregister = registrar(CLASSES, {"facecap_composite": FacecapComposite},
+                                 before_unregister=Preview.disable)

@@ -138,6 +138,8 @@ class WorkerClient:
             cmd += ["--focal", str(o.focal)]
         if o.remote:
             cmd += ["--remote", o.remote] + (["--token", o.token] if o.token else [])
+        if o.masks_dir:
+            cmd += ["--masks", o.masks_dir]
         return cmd
 
     def start(self):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bpy
 
 from .capture_ops import Runtime
+from .registration import registrar
 
 
 class _Sidebar:
@@ -121,11 +122,4 @@ def _wrap(text: str, width: int) -> list[str]:
 CLASSES = (FACECAP_PT_main, FACECAP_PT_source, FACECAP_PT_live, FACECAP_PT_record, FACECAP_PT_footage, FACECAP_PT_rig)
 
 
-def register():
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister():
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+register, unregister = registrar(CLASSES)

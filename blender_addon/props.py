@@ -6,6 +6,8 @@ import json
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
+from .registration import registrar
+
 N_EXPRESSIONS = 46
 
 
@@ -95,13 +97,4 @@ class FacecapPreferences(bpy.types.AddonPreferences):
 CLASSES = (FacecapSettings, FacecapPreferences)
 
 
-def register():
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-    bpy.types.Scene.facecap = PointerProperty(type=FacecapSettings)
-
-
-def unregister():
-    del bpy.types.Scene.facecap
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+register, unregister = registrar(CLASSES, {"facecap": FacecapSettings})

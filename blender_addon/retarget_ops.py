@@ -14,6 +14,7 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 from mathutils import Quaternion
 
 from . import engines, keyframes, rig_import
+from .registration import registrar
 
 
 def _retarget():
@@ -391,13 +392,4 @@ CLASSES = (FacecapChannel, FacecapTarget, FacecapRetarget, FACECAP_OT_retarget_a
            FACECAP_OT_retarget_bake_take, FACECAP_UL_channels, FACECAP_UL_targets, FACECAP_PT_retarget)
 
 
-def register():
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-    bpy.types.Scene.facecap_retarget = PointerProperty(type=FacecapRetarget)
-
-
-def unregister():
-    del bpy.types.Scene.facecap_retarget
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+register, unregister = registrar(CLASSES, {"facecap_retarget": FacecapRetarget})

@@ -10,6 +10,7 @@ from bpy.props import StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from . import capture_ops, engines, rig_import
+from .registration import registrar
 
 
 def rig_take(context, rig) -> dict:
@@ -113,11 +114,4 @@ class FACECAP_OT_export_csv(bpy.types.Operator, ExportHelper):
 CLASSES = (FACECAP_OT_import_take, FACECAP_OT_export_take, FACECAP_OT_export_csv)
 
 
-def register():
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister():
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+register, unregister = registrar(CLASSES)

@@ -152,8 +152,10 @@ for mode in ("IN_PROCESS", "WORKER"):
                         "eye_l": list(arm.pose.bones["eye.L"].rotation_quaternion)})
     exported = os.path.join(sys.argv[3], mode + "_export.json")
     assert bpy.ops.facecap.export_take(filepath=exported) == {"FINISHED"}
+    masks = bpy.path.abspath(scene.facecap_composite.masks_dir)
     result[mode] = {"status": scene.facecap.status, "take": take, "rig_jaw": co_rig, "char_jaw": co_char,
-                    "sampled": sampled, "exported": json.load(open(exported))}
+                    "sampled": sampled, "exported": json.load(open(exported)),
+                    "masks": sorted(os.listdir(masks)) if os.path.isdir(masks) else []}
     for o in (rig.data.shape_keys, char.data.shape_keys, head, rig, scene.facecap.head, arm):
         o.animation_data_clear()
 print(json.dumps(result))
@@ -171,6 +173,7 @@ def test_process_footage_bakes_the_rig_a_character_and_the_head_in_process_and_i
     for mode, r in out.items():
         frames = [f for f in r["take"]["frames"] if f["tracked"]]
         assert len(r["take"]["frames"]) == 24 and len(frames) >= 18, (mode, r["status"])
+        assert r["masks"] == [f"frame_{i:06d}.png" for i in range(24)]  # for the compositor, either engine
         want_t = [1 + 30 * f["time"] for f in frames]
         rig = np.array(r["rig_jaw"])
         np.testing.assert_allclose(rig[:, 0], want_t, atol=1e-3)  # keys at the take's timestamps

@@ -33,6 +33,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--focal", type=float, default=None)
     ap.add_argument("--remote", default=None, help="tcp://HOST:PORT of a facecap serve engine")
     ap.add_argument("--token", default=None)
+    ap.add_argument("--masks", default=None, metavar="DIR", help="write each frame's face mask there")
     return ap.parse_args(argv)
 
 
@@ -47,7 +48,8 @@ def _watch_stdin(session: CaptureSession) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     options = EngineOptions(segmentation=not args.no_segmentation, smoothing=args.smoothing, device=args.device,
-                            focal=args.focal, mirror=args.mirror, remote=args.remote, token=args.token)
+                            focal=args.focal, mirror=args.mirror, remote=args.remote, token=args.token,
+                            masks_dir=args.masks)
     out = sys.stdout
 
     def say(obj) -> None:
