@@ -285,3 +285,70 @@ def test_bad_input_gives_a_blender_error_and_keeps_recorded_frames(blender, face
     assert "ended unexpectedly" in out["died_status"] and "recorded" in out["died_status"]
     take = json.load(open(out["take"]))
     assert len(take["frames"]) >= 3 and take["frames"][0]["time"] == 0.0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_live_capture_with_neutral_calibration_and_a_remote_engine(blender, face_clip, tmp_path):
+    """Live: the rig follows the frames; Calibrate Neutral takes the current face; Record writes a take and the
+    baked keys are the calibrated coefficients. Then the same footage through a `facecap serve` engine."""
+    from conftest import write_clip
+
+    _, seq = face_clip
+    path = write_clip(str(tmp_path / "long.avi"), np.concatenate([seq.frames] * 3))
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "facecap_core.cli", "serve", "--port", str(port)], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "listening" in server.stdout.readline()
+        out = blender("""
+        bpy.ops.facecap.import_face_rig()
+        rig = scene.facecap.rig
+        s = scene.facecap
+        s.source = "FILE"; s.filepath = sys.argv[2]; s.take_dir = sys.argv[3]
+        prefs = bpy.context.preferences.addons[%r].preferences
+        res = {"live": run_op(bpy.ops.facecap.live_start)}
+        t0 = time.time()
+        while (co.Runtime.last_frame is None or co.Runtime.client.done < 5) and time.time() - t0 < 120:
+            co._tick(); time.sleep(0.01)
+        jaw_live = rig.data.shape_keys.key_blocks["JawOpen"].value
+        res["jaw_live"] = [jaw_live, co.Runtime.last_frame["expression"][19]]
+        res["calibrate"] = run_op(bpy.ops.facecap.calibrate_neutral)
+        res["neutral"] = list(s.neutral)
+        res["record"] = run_op(bpy.ops.facecap.record)
+        drain()
+        res["status"] = s.status
+        res["take"] = json.load(open(bpy.path.abspath(s.last_take)))
+        fc = [f for f in co.keyframes._channel_container(rig.data.shape_keys)
+              if f.data_path == 'key_blocks["JawOpen"].value'][0]
+        res["keys"] = [list(p.co) for p in fc.keyframe_points]
+        # the remote engine
+        rig.data.shape_keys.animation_data_clear()
+        s.use_neutral = False
+        prefs.engine = "REMOTE"; prefs.remote = "tcp://127.0.0.1:%d"
+        res["remote_op"] = run_op(bpy.ops.facecap.process_footage)
+        drain()
+        res["remote_status"] = s.status
+        res["remote_take"] = json.load(open(bpy.path.abspath(s.last_take)))
+        print(json.dumps(res))
+        """ % (EXT, port), path, str(tmp_path / "takes"))
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert out["live"] == [["FINISHED"], ""] and out["calibrate"] == [["FINISHED"], ""]
+    assert out["jaw_live"][0] == pytest.approx(out["jaw_live"][1], abs=1e-6)  # the rig follows the live frame
+    assert out["record"] == [["FINISHED"], ""] and "recorded" in out["status"]
+    n = np.clip(np.array(out["neutral"]), 0, 0.95)
+    frames = [f for f in out["take"]["frames"] if f["tracked"]]
+    assert 10 <= len(frames) < 72 and out["take"]["frames"][0]["time"] == 0.0
+    want = np.clip((np.array([f["expression"][19] for f in frames]) - n[19]) / (1 - n[19]), 0, 1)
+    np.testing.assert_allclose(np.array(out["keys"])[:, 1], want, atol=1e-5)  # baked = calibrated values
+    assert out["remote_op"] == [["FINISHED"], ""] and "processed 72 frames" in out["remote_status"]
+    assert sum(f["tracked"] for f in out["remote_take"]["frames"]) >= 54
