@@ -107,3 +107,30 @@ def test_worker_stops_on_request_and_fails_with_one_line(face_clip, tmp_path):
     end = json.loads(out.splitlines()[-1])["end"]
     assert bad.returncode == 1 and end["state"] == "failed" and "not found" in end["error"]
     assert np.isfinite(end["done"])
+
+
+def test_a_face_that_leaves_and_comes_back_is_found_again(face_clip, tmp_path):
+    from conftest import write_clip
+
+    _, seq = face_clip
+    frames = np.array(seq.frames)
+    frames[8:14] = 90  # the face is gone for six frames (an empty grey view)
+    path = write_clip(str(tmp_path / "away.avi"), frames)
+    session = CaptureSession(path, EngineOptions(focal=float(seq.focal))).start()
+    got = {f["index"]: f["tracked"] for f in drain(session)}
+    assert session.state == "finished" and sorted(got) == list(range(24))  # every frame recorded
+    assert sum(got[i] for i in range(8)) >= 6
+    assert not any(got[i] for i in range(9, 14))  # lost while away (the first blank frame may still hold on)
+    assert sum(got[i] for i in range(14, 24)) >= 7  # re-detected and tracked again
+
+
+def test_track_a_clip_without_a_face_is_an_error_that_keeps_the_take(tmp_path):
+    from conftest import write_clip
+
+    path = write_clip(str(tmp_path / "empty.avi"), np.full((6, 120, 160, 3), 70, np.uint8))
+    take = str(tmp_path / "t.json")
+    proc = subprocess.run([sys.executable, "-m", "facecap_core.cli", "track", path, "--out", take, "--no-progress"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "no face found" in proc.stderr and "Traceback" not in proc.stderr
+    frames = read_take(take)["frames"]
+    assert len(frames) == 6 and not any(f["tracked"] for f in frames)

@@ -167,7 +167,7 @@ class CaptureEngine:
                 ms.update({f"track_{k}": v for k, v in result.ms.items()})
                 ms["track"] = (time.perf_counter() - t0) * 1000
                 with self._box_lock:
-                    self._box = self.tracker.face_box() if result.tracked else None
+                    self._box = self.tracker.face_box()  # None once lost; held while the face is hidden
                     self._tracked_upto = index
                 dropped, dropped_seen = self.dropped - dropped_seen, self.dropped
                 yield Processed(index, t, image, mask, result, ms, dropped)

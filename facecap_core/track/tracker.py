@@ -13,6 +13,10 @@ Per frame:
    collapse or explode (landmark box < 12 px or bigger than the frame), leave the frame, when the head turns past
    ±100° yaw, or when the segmentation sees (almost) no face inside the tracked face oval for `lost_after` frames.
    Every `verify_every` frames a detection confirms that the face is still where the tracker thinks it is.
+   A frame whose face is hidden (under HIDDEN_FRACTION of the oval is face in the mask: a hand over all of it, or
+   the face gone) is reported untracked and the last good estimate is held, so the regression does not drift on
+   pixels that say nothing; tracking resumes from it when the face shows again, or starts over after
+   `lost_after` hidden frames.
 4. **Identity and focal** (Eq. 3) are solved on key-frames by :class:`KeyframeSolver` on its own thread; new values
    are picked up at the start of a frame, never waited for.
 """
@@ -36,6 +40,7 @@ from .shape import CROP_MARGIN, CROP_SIZE, CropCamera, ShapeBatch, ShapeModel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_MODEL = os.path.join(ROOT, "models", "tracker_dde.npz")
+HIDDEN_FRACTION = 0.1  # below this fraction of the tracked face oval seen as face, the face counts as hidden
 
 
 @dataclass
@@ -347,7 +352,17 @@ class FaceTracker:
         D = out.displacement[0] / s
         x = out.expression[0]
         visible = face_visible_fraction(lm[0], crop_mask) if mask is not None else None
-        reason = self._lost(lm_frame, R, visible)
+        if visible is not None and visible < HIDDEN_FRACTION and self.prev is not None and not reinit:
+            self.unseen += 1
+            if self.unseen < self.lost_after:
+                return TrackResult(False, reason="face hidden: holding the last estimate", face_visible=visible,
+                                   ms=ms)
+            self.unseen, self.prev = 0, None
+            return TrackResult(False, reason="no face in the segmentation", face_visible=visible, ms=ms)
+        self.unseen = 0
+        reason = self._lost(lm_frame, R)
+        if not reason and reinit and visible is not None and visible < HIDDEN_FRACTION:
+            reason = "no face in the segmentation"
         if not reason and self.verify_every and not reinit and self.frame_index % self.verify_every == 0:
             box = self._detect_near(frame, self.face_box_of(lm_frame))
             if box is not None and _box_iou(box, _lm_box(lm_frame)) < 0.3:
@@ -368,7 +383,7 @@ class FaceTracker:
         return TrackResult(True, landmarks=lm_frame, rotation=R, translation=t, expression=x.copy(),
                            bbox=_lm_box(lm_frame), face_visible=visible, reinitialised=reinit, ms=ms, raw=raw)
 
-    def _lost(self, lm, R, visible) -> str:
+    def _lost(self, lm, R) -> str:
         W, H = self.image_size
         lo, hi = lm.min(0), lm.max(0)
         side = float(np.max(hi - lo))
@@ -379,11 +394,6 @@ class FaceTracker:
             return "face left the frame"
         if abs(np.degrees(np.arctan2(R[0, 2], R[2, 2]))) > 100:
             return "head turned away"
-        if visible is not None:
-            self.unseen = self.unseen + 1 if visible < 0.1 else 0
-            if self.unseen >= self.lost_after:
-                self.unseen = 0
-                return "no face in the segmentation"
         return ""
 
 
