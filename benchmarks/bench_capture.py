@@ -7,12 +7,15 @@ the same frames:
 * engine: `facecap track`'s pipelined engine (network on one thread; graph cut and DDE tracking on another);
 * engine, no segmentation: the mask-blind regressor on the face-polygon mask (`facecap track --no-segmentation`);
 * sequential: the same stages one after another on one thread (what the pipelining buys);
-* teacher: MediaPipe FaceLandmarker in VIDEO mode (blendshapes on), the project's label source.
+* teacher: MediaPipe FaceLandmarker in VIDEO mode (blendshapes on), the project's label source;
+* with `--remote`: a `facecap serve` engine in another process on this machine, frames sent as JPEG over
+  loopback ZeroMQ, one request per frame (the paper's GPU offload, here without a GPU).
 
 The table gives each configuration's median fps over the repeats and the median per-stage ms of the pipelined
 engine's repeats (stage times measured inside the pipeline include waiting for the other thread's GIL).
 
-    python benchmarks/bench_capture.py [--frames 300] [--repeats 5] [--clip PATH] [--out benchmarks/results/bench_capture.md]
+    python benchmarks/bench_capture.py [--frames 300] [--repeats 5] [--clip PATH] [--remote]
+                                       [--out benchmarks/results/bench_capture.md]
 """
 from __future__ import annotations
 
@@ -71,6 +74,34 @@ def sequential(tracker, segmenter, refiner, frames) -> EngineTiming:
     return timing
 
 
+def remote_fps(frames, port: int) -> tuple[float, int]:
+    """(fps, frames tracked) of the frames through a `facecap serve` on this machine."""
+    from facecap_core.capture.remote import RemoteSession
+
+    h, w = frames[0][2].shape[:2]
+    session = RemoteSession(f"tcp://127.0.0.1:{port}", w, h, 30.0, timeout=30.0)
+    t0, tracked = time.perf_counter(), 0
+    for i, t, rgb in frames:
+        tracked += int(session.track(i, t, rgb)["tracked"])
+    fps = len(frames) / (time.perf_counter() - t0)
+    session.end()
+    return fps, tracked
+
+
+def start_server():
+    """(process, port) of a `facecap serve` on loopback."""
+    import socket
+    import subprocess
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "facecap_core.cli", "serve", "--port", str(port)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc.stdout.readline()  # "facecap serve: engine listening on …"
+    return proc, port
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--frames", type=int, default=300)
@@ -78,6 +109,7 @@ def main() -> int:
     ap.add_argument("--clip", default=None, help="a video instead of the rendered demo performance")
     ap.add_argument("--seg-threads", type=int, default=1, help="onnxruntime intra-op threads of the network")
     ap.add_argument("--no-teacher", action="store_true")
+    ap.add_argument("--remote", action="store_true", help="also time a facecap serve engine over loopback")
     ap.add_argument("--out", default=None, help="also write the table (markdown) here")
     args = ap.parse_args()
 
@@ -93,7 +125,9 @@ def main() -> int:
     def tracker(reg):
         return FaceTracker(reg, rig, image_size=(w, h), detector=detector, smoothing=True, fps=fps_clip)
 
-    runs: dict[str, list] = {"engine": [], "engine, no segmentation": [], "sequential": [], "teacher": []}
+    runs: dict[str, list] = {"engine": [], "engine, no segmentation": [], "sequential": [], "teacher": [],
+                             "remote engine (loopback)": []}
+    server = start_server() if args.remote else None
     engine_timings = []
     for r in range(args.repeats):
         t = tracker(regressor)
@@ -114,9 +148,14 @@ def main() -> int:
                 runs["teacher"].append((time_teacher(frames), None))
             except ImportError:
                 args.no_teacher = True
+        if server is not None:
+            runs["remote engine (loopback)"].append(remote_fps(frames, server[1]))
         print(f"repeat {r + 1}/{args.repeats}: " + ", ".join(f"{k} {v[-1][0]:.1f} fps" for k, v in runs.items()
                                                             if v), flush=True)
 
+    if server is not None:
+        server[0].terminate()
+        server[0].wait(10)
     label = os.path.basename(args.clip) if args.clip else "demo performance (rendered)"
     lines = [f"Capture speed: {label}, {len(frames)} frames of {w}×{h}, {os.cpu_count()} CPUs, network on "
              f"onnxruntime ({args.seg_threads} thread), {args.repeats} interleaved repeats, median.", "",
