@@ -61,7 +61,11 @@ def has_bpy() -> bool:
 
 @pytest.fixture(scope="session")
 def bpy_python() -> str:
-    """The interpreter to run bpy sessions with (one subprocess per Blender session)."""
+    """The interpreter to run bpy sessions with (one subprocess per Blender session): this one, or the one named
+    by FACECAP_BPY_PYTHON (e.g. a Python with an older bpy, to run the Blender tests against Blender 4.2)."""
+    other = os.environ.get("FACECAP_BPY_PYTHON")
+    if other:
+        return other
     if not has_bpy():
         pytest.skip("bpy is not installed (pip install -e .[test])")
     return sys.executable

@@ -50,8 +50,10 @@ def run_op(op, **kw):
 def run_blender(python: str, zip_path: str, user_dir: str, code: str, *args: str) -> dict:
     """Run `code` in a fresh bpy process with the extension installed; the last stdout line must be JSON."""
     env = dict(os.environ, BLENDER_USER_RESOURCES=user_dir)
-    proc = subprocess.run([python, "-c", PRELUDE + textwrap.dedent(code), zip_path, *args], capture_output=True,
-                          text=True, cwd=ROOT, timeout=600, env=env)
+    # os._exit after the JSON line: bpy 4.2 as a Python module can crash in its own exit handlers, after the
+    # checks are done (5.0 exits cleanly either way)
+    proc = subprocess.run([python, "-c", PRELUDE + textwrap.dedent(code) + "\nsys.stdout.flush(); os._exit(0)\n",
+                           zip_path, *args], capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-4000:] + proc.stdout[-2000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
