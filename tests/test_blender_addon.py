@@ -196,9 +196,8 @@ def test_process_footage_bakes_the_rig_a_character_and_the_head_in_process_and_i
             np.testing.assert_allclose(exported[i]["expression"], f["expression"], atol=1e-5)
             assert abs(abs(np.dot(exported[i]["rotation"], f["rotation"])) - 1) < 1e-5
     a, b = (np.array(out[m]["rig_jaw"]) for m in ("IN_PROCESS", "WORKER"))
-    # the same engine either way; not bit-identical, since the Eq. 3 identity/focal solve runs on its own thread
-    # and the tracker picks its result up at whatever frame it is ready
-    assert a.shape == b.shape and np.array_equal(a[:, 0], b[:, 0]) and np.abs(a[:, 1] - b[:, 1]).max() < 0.1
+    # the same engine either way, and footage is deterministic: the same take from both
+    assert a.shape == b.shape and np.abs(a - b).max() < 1e-6
 
 
 def test_retarget_detects_every_naming_scheme_and_presets_round_trip(blender, tmp_path):

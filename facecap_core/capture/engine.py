@@ -5,7 +5,8 @@
         out.result                           # TrackResult (pose, expression, landmarks …), out.mask (H, W) 0/255
 
 Three threads and two bounded queues: a reader pulls frames from the source; the segmentation thread crops each
-frame around the face the tracker saw last (a Viola-Jones detection when it has none) and runs the network; the
+frame around the face the tracker saw last (a Viola-Jones detection when it has none; on footage, exactly the one
+it saw two frames earlier, so that a clip always gives the same take) and runs the network; the
 caller's thread runs the graph cut and the regressor on the frame and its mask. So the network works on frame
 t+1 while the regressor works on frame t (onnxruntime and the numba kernels release the GIL). The mask stays in
 the 128×128 crop: the tracker maps it into its own crop, and the full-frame mask is pasted only on demand. Queues hold at most
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 _END = object()
+BOX_LAG = 2  # footage: frame t is cropped where the tracker saw the face in frame t − 2 (see CaptureEngine)
 
 
 @dataclass
@@ -61,7 +63,11 @@ class CaptureEngine:
         self._box = None
         self._tracked_upto = -1  # index of the last frame the tracker has finished
         self._detection = None  # (frame index, box) of the segmentation thread's last detection
-        self._box_lock = threading.Lock()
+        self._box_lock = threading.Condition()
+        # footage: frame t is cropped at the box the tracker had after frame t − BOX_LAG, exactly, so that the same
+        # clip always gives the same masks and take (a live source takes the newest box instead: no waiting)
+        self._boxes: dict[int, object] = {}
+        self._live = False
         self.dropped = 0
 
     # ------------------------------------------------------------------------------------------------ threads
@@ -107,7 +113,7 @@ class CaptureEngine:
             ms, mask, detection, cut_input = {}, None, None, None
             try:
                 if self.segmenter is not None:
-                    box, detection = self._crop_box()
+                    box, detection = self._crop_box(index, stop)
                     # the graph cut runs on the tracking thread: the network alone is about as long as the
                     # cut and the regression together, so the two threads stay balanced
                     mask, info = segment_frame_in_crop(image, self.detector if box is None else None, self.segmenter,
@@ -129,12 +135,20 @@ class CaptureEngine:
                 except queue.Full:
                     continue
 
-    def _crop_box(self):
-        """(box to crop the next frame at or None to detect, the detection that box comes from or None)."""
+    def _crop_box(self, index: int, stop: threading.Event):
+        """(box to crop frame `index` at or None to detect, the detection that box comes from or None)."""
         with self._box_lock:
-            if self._box is not None:
-                return self._box, None
-            if self._detection is not None and self._detection[0] > self._tracked_upto:
+            if self._live:
+                box, seen = self._box, self._tracked_upto
+            else:
+                while self._tracked_upto < index - BOX_LAG and not stop.is_set():
+                    self._box_lock.wait(0.2)
+                box, seen = self._boxes.get(index - BOX_LAG), index - BOX_LAG
+            if box is not None:
+                return box, None
+            # the tracker has no face (yet): the segmentation thread's own detection, while the tracker has not
+            # had its say on it, else a new scan
+            if self._detection is not None and self._detection[0] > seen:
                 return self._detection[1], self._detection[1]
             return None, None
 
@@ -142,6 +156,7 @@ class CaptureEngine:
         """Yield a Processed per frame, in order. Exceptions of the source or a stage are re-raised here, after
         every frame before them has been yielded."""
         q_in, q_mid = queue.Queue(self.queue_size), queue.Queue(self.queue_size)
+        self._live, self._boxes, self._tracked_upto, self._box, self._detection = live, {}, -1, None, None
         stop = threading.Event()
         threads = [threading.Thread(target=self._reader, args=(frames, q_in, live, stop), daemon=True,
                                     name="facecap-reader"),
@@ -168,7 +183,10 @@ class CaptureEngine:
                 ms["track"] = (time.perf_counter() - t0) * 1000
                 with self._box_lock:
                     self._box = self.tracker.face_box()  # None once lost; held while the face is hidden
+                    self._boxes[index] = self._box
+                    self._boxes.pop(index - 4 * BOX_LAG, None)
                     self._tracked_upto = index
+                    self._box_lock.notify_all()
                 dropped, dropped_seen = self.dropped - dropped_seen, self.dropped
                 yield Processed(index, t, image, mask, result, ms, dropped)
         finally:

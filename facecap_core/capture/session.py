@@ -67,8 +67,11 @@ def build_engine(source, options: EngineOptions):
         regressor = Regressor.load(model_path)
         rig = load_rig()
         detector = FaceDetector()
+        # footage solves Eq. 3 in step with the frames, so the same clip always gives the same take (a batch job
+        # is reproducible); live sources keep it on its own thread, never waited for
         tracker = FaceTracker(regressor, rig, image_size=(source.width, source.height), focal=options.focal,
-                              detector=detector, smoothing=options.smoothing, fps=source.fps)
+                              detector=detector, smoothing=options.smoothing, fps=source.fps,
+                              threaded_keyframes=source.live)
         segmenter = None
         if options.segmentation and options.segmenter_model == DEFAULT_SEGMENTER:
             from ..segment.segmenter import Segmenter  # noqa: PLC0415

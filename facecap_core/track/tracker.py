@@ -105,12 +105,26 @@ class KeyframeSolver:
         self._version, self._taken = 0, 0
         self.solves, self.last_ms = 0, 0.0
         self.min_gap_s = 1.0
+        # without the thread (footage): a solve every `min_gap_frames` tracked frames at most, counted in frames so
+        # that the same clip gives the same take
+        self.min_gap_frames, self._since_solve = 30, 30
         self._dirty = False
         self._thread = threading.Thread(target=self._run, daemon=True, name="facecap-eq3") if threaded else None
         if self._thread:
             self._thread.start()
 
     def offer(self, landmarks, R, t, x) -> bool:
+        """A tracked frame; kept as a key-frame when novel. Returns whether it was kept."""
+        self._since_solve += 1
+        kept = self._keep(landmarks, R, t, x)
+        if kept:
+            self._wake.set()
+        if self._thread is None and self._dirty and self._since_solve >= self.min_gap_frames:
+            self._since_solve = 0
+            self.solve_now()
+        return kept
+
+    def _keep(self, landmarks, R, t, x) -> bool:
         with self._lock:
             for (_, R2, _, x2) in self.frames:
                 angle = np.arccos(np.clip((np.trace(R @ R2.T) - 1) / 2, -1, 1))
@@ -120,9 +134,6 @@ class KeyframeSolver:
             if len(self.frames) > self.max_frames:
                 self.frames.pop(1)  # keep the first (usually frontal neutral) frame, drop the oldest other
             self._dirty = True
-        self._wake.set()
-        if self._thread is None:
-            self.solve_now()
         return True
 
     def solve_now(self) -> None:
@@ -198,6 +209,8 @@ class FaceTracker:
         self.fps = fps
         self.keyframes = KeyframeSolver(self.model.fr, self.image_size, f0=self.focal,
                                         threaded=threaded_keyframes) if keyframes else None
+        if self.keyframes is not None:
+            self.keyframes.min_gap_frames = max(1, int(round(fps)))  # about once a second of footage
         self.reset()
 
     @classmethod
