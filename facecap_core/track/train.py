@@ -22,7 +22,7 @@ import numpy as np
 from ..data.dataset import Dataset
 from ..rig.model import load_rig
 from .cascade import CascadeConfig, ModelFileError, Regressor, evaluate, train_cascade
-from .data import load_rows, tracking_set
+from .data import InitPolicy, load_rows, tracking_set
 from .shape import CROP_MARGIN, CROP_SIZE, ShapeModel
 
 
@@ -80,6 +80,8 @@ def main(argv=None) -> int:
     ap.add_argument("--val-crops", type=int, default=400)
     ap.add_argument("--no-masks", action="store_true", help="ignore the segmentation (Fig. 8 ablation a)")
     ap.add_argument("--no-cutout", action="store_true", help="leave out the cut-out copies (Fig. 8 ablation b)")
+    ap.add_argument("--unknown-identity", type=float, default=InitPolicy.unknown_identity_fraction,
+                    help="fraction of estimates starting from the mean identity (u = 0), as before Eq. 3 has run")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args(argv)
@@ -114,9 +116,10 @@ def main(argv=None) -> int:
         pick = np.sort(rng.choice(len(rows["image"]), args.max_crops, replace=False))
         rows = {k: v[pick] for k, v in rows.items()}
     detector = calibrate_detector(rows)
-    train = tracking_set(rows, model, np.random.default_rng([args.seed, 2]), args.inits_per_sample)
+    policy = InitPolicy(unknown_identity_fraction=args.unknown_identity)
+    train = tracking_set(rows, model, np.random.default_rng([args.seed, 2]), args.inits_per_sample, policy)
     vrows = load_rows(val_view, args.val_crops, np.random.default_rng([args.seed, 3]))
-    val = tracking_set(vrows, model, np.random.default_rng([args.seed, 4]), 4)
+    val = tracking_set(vrows, model, np.random.default_rng([args.seed, 4]), 4, policy)
     sources = {str(k): int(v) for k, v in zip(*np.unique(rows["source"].astype(str), return_counts=True))}
     log(f"data {args.data}: {len(rows['image'])} training crops {sources}, {len(train)} estimates; "
         f"{len(vrows['image'])} val crops, {len(val)} estimates; detector calibration {detector}")
@@ -149,7 +152,7 @@ def main(argv=None) -> int:
                      "hardware": f"{cpu_name()}, {os.cpu_count()} logical CPUs", "use_masks": not args.no_masks,
                      "cutout_copies": not args.no_cutout, "licenses": ds.manifest.get("licenses", {}),
                      "args": {k: getattr(args, k) for k in ("data", "out", "inits_per_sample", "no_masks",
-                                                            "no_cutout", "max_crops")}})
+                                                            "no_cutout", "max_crops", "unknown_identity")}})
     reg.info["val"] = evaluate(reg, model, val)
     out_npz = args.out + ".npz"
     reg.save(out_npz)
@@ -190,7 +193,9 @@ def write_card(path: str, reg: Regressor, size: int) -> None:
         "## Data",
         f"- {info['train_crops']} training crops ({', '.join(f'{k} {v}' for k, v in info['sources'].items())}) × "
         f"{a['inits_per_sample']} initial estimates = {info['train_estimates']} estimates, from `{a['data']}` "
-        "(identity split: no validation or test identity is trained on)",
+        "(identity split: no validation or test identity is trained on); "
+        f"{100 * a.get('unknown_identity', 0):.0f} % of the estimates start from the mean identity (u = 0), as the "
+        "tracker does until Eq. 3 has run",
         f"- Viola-Jones → crop calibration, measured on {info['detector']['n']} training crops: landmark box side = "
         f"{info['detector']['side']:.3f} × detection width, centre offset ({info['detector']['dx']:.3f}, "
         f"{info['detector']['dy']:.3f}) × width",
@@ -216,7 +221,8 @@ def write_card(path: str, reg: Regressor, size: int) -> None:
               "README", "", "## Reproduce", "```",
               f"python -m facecap_core.track.train --data {a['data']} --out {out} --stages {c.stages} "
               f"--ferns {c.ferns} --depth {c.depth} --points {c.points} --beta {c.beta} "
-              f"--inits-per-sample {a['inits_per_sample']}" + (" --no-masks" if a["no_masks"] else "")
+              f"--inits-per-sample {a['inits_per_sample']} --unknown-identity {a.get('unknown_identity', 0)}"
+              + (" --no-masks" if a["no_masks"] else "")
               + (" --no-cutout" if a["no_cutout"] else "") + (f" --max-crops {a['max_crops']}" if a["max_crops"]
                                                                else ""), "```", ""]
     with open(path, "w") as f:
