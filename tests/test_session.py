@@ -146,3 +146,26 @@ def test_track_a_clip_without_a_face_is_an_error_that_keeps_the_take(tmp_path):
     assert proc.returncode == 1 and "no face found" in proc.stderr and "Traceback" not in proc.stderr
     frames = read_take(take)["frames"]
     assert len(frames) == 6 and not any(f["tracked"] for f in frames)
+
+
+def test_the_periodic_check_replaces_a_drifted_track_only(face_clip):
+    """An occluder can leave the regressor in a wrong pose over the right face, which a detection box alone does
+    not see: the periodic check compares the track with a fresh estimate from the detection and takes that one
+    when they disagree by more than DRIFT_IOD, and keeps a good track."""
+    from facecap_core.detect import FaceDetector
+    from facecap_core.track.cascade import landmark_error
+    from facecap_core.track.tracker import FaceTracker
+
+    _, seq = face_clip
+    tracker = FaceTracker.load_default(image_size=(256, 256), focal=float(seq.focal), threaded_keyframes=False)
+    frame, truth = seq.frames[0], seq.landmarks[0].astype(np.float64)
+    box = FaceDetector().detect(frame)[0]
+    mask = seq.masks[0] * 255
+    assert tracker._verify(frame, mask, box, truth) is None  # a good track is kept
+    centre = truth.mean(0)
+    c, s_ = np.cos(0.6), np.sin(0.6)  # the same face box, the landmarks turned 34° in the image
+    wrong = (truth - centre) @ np.array([[c, -s_], [s_, c]]).T + centre
+    fresh = tracker._verify(frame, mask, box, wrong)
+    tracker.close()
+    assert fresh is not None
+    assert landmark_error(fresh[0][None], truth[None])[0] < 0.5 * landmark_error(wrong[None], truth[None])[0]

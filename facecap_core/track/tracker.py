@@ -41,6 +41,7 @@ from .shape import CROP_MARGIN, CROP_SIZE, CropCamera, ShapeBatch, ShapeModel
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_MODEL = os.path.join(ROOT, "models", "tracker_dde.npz")
 HIDDEN_FRACTION = 0.1  # below this fraction of the tracked face oval seen as face, the face counts as hidden
+DRIFT_IOD = 0.2  # periodic check: a fresh estimate this far (mean landmark distance / IOD) replaces the track
 
 
 @dataclass
@@ -189,7 +190,7 @@ class KeyframeSolver:
 class FaceTracker:
     def __init__(self, regressor: Regressor, rig=None, image_size=(640, 480), focal: float | None = None,
                  detector=None, keyframes: bool = True, threaded_keyframes: bool = True, restarts: int = 5,
-                 verify_every: int = 30, lost_after: int = 8, smoothing: bool | float = False, fps: float = 30.0,
+                 verify_every: int = 15, lost_after: int = 8, smoothing: bool | float = False, fps: float = 30.0,
                  ensemble: int = 1, d_shrink: float = 0.7):
         rig = rig or load_rig()
         self.reg = regressor
@@ -291,6 +292,47 @@ class FaceTracker:
                                np.zeros(n, np.int64), ident, cam, shape)
         return out, cam, self.model.landmarks(out, ident, cam)
 
+    def _crop_mask(self, mask, affine: np.ndarray, prev) -> np.ndarray:
+        """The (CROP_SIZE, CROP_SIZE) mask the regressor reads for a crop of the frame."""
+        if hasattr(mask, "to_crop"):
+            return mask.to_crop(affine, CROP_SIZE)
+        if mask is not None:
+            return cv2.warpAffine(np.ascontiguousarray(mask, np.uint8), affine, (CROP_SIZE, CROP_SIZE),
+                                  flags=cv2.INTER_NEAREST, borderValue=0)
+        # no segmentation: the face region of the previous estimate (the mean face after a detection), so a
+        # regressor trained on masked features still sees face pixels only
+        lm = (prev[0] - prev[4]) @ affine[:, :2].T + affine[:, 2] if prev is not None \
+            else self.reg.mean_landmarks  # the rig's landmarks, without D: a regular face outline
+        return face_polygon_mask(lm, (CROP_SIZE, CROP_SIZE), grow=3)
+
+    def _from_detection(self, crop, crop_mask, affine):
+        """The mean face started `restarts` times, jittered, in a detection's crop; the median estimate wins."""
+        shape = self.reg.initial_shape(self.restarts)
+        rng = np.random.default_rng(self.frame_index)
+        shape.position[1:] += rng.normal(0, 4.0, (self.restarts - 1, 2))
+        shape.log_scale[1:] += rng.normal(0, 0.04, self.restarts - 1)
+        out, cam, lm = self._regress(crop, crop_mask, affine, shape)
+        med = np.median(lm, axis=0)
+        best = int(np.argmin(np.linalg.norm(lm - med, axis=2).mean(1)))
+        return out.take([best]), CropCamera(cam.focal[[best]], cam.centre[[best]], cam.roll[[best]]), lm[[best]]
+
+    def _to_frame(self, out, cam, lm, affine):
+        """(landmarks frame px, R, t, x, D frame px) of a one-estimate regression result in a crop."""
+        R, t = self.model.to_params(out, cam)
+        s = affine[0, 0]
+        return (lm[0] - affine[:, 2]) / s, R[0], t[0], out.expression[0], out.displacement[0] / s
+
+    def _verify(self, frame, mask, box, lm_frame):
+        """A fresh estimate from the detection `box`; returned (as `_to_frame`) when the tracked landmarks are
+        more than DRIFT_IOD inter-ocular distances away from it on average, else None. A detection box alone
+        misses a track locked in a wrong pose over the right face (an occluder passing by can leave it so)."""
+        affine = self._detection_affine(box)
+        crop_mask = self._crop_mask(mask, affine, None)
+        fresh = self._to_frame(*self._from_detection(grey_crop(frame, affine), crop_mask, affine), affine)
+        iod = float(np.linalg.norm(fresh[0][36] - fresh[0][45]))  # outer eye corners (iBUG 68)
+        drift = float(np.linalg.norm(lm_frame - fresh[0], axis=1).mean()) / max(iod, 1e-6)
+        return fresh if drift > DRIFT_IOD else None
+
     # ------------------------------------------------------------------------------------------------ per frame
     def track(self, frame: np.ndarray, mask: np.ndarray | None = None, detection=None) -> TrackResult:
         """frame (H, W, 3) uint8 RGB (or grey); mask (H, W) uint8, non-zero = face, or a segmentation's CropMask
@@ -316,28 +358,10 @@ class FaceTracker:
         else:
             affine = landmark_crop_affine(self.prev[0])
         crop = grey_crop(frame, affine)
-        if hasattr(mask, "to_crop"):
-            crop_mask = mask.to_crop(affine, CROP_SIZE)
-        elif mask is not None:
-            crop_mask = cv2.warpAffine(np.ascontiguousarray(mask, np.uint8), affine, (CROP_SIZE, CROP_SIZE),
-                                       flags=cv2.INTER_NEAREST, borderValue=0)
-        else:
-            # no segmentation: the face region of the previous estimate (the mean face after a detection), so a
-            # regressor trained on masked features still sees face pixels only
-            prev_lm = (self.prev[0] - self.prev[4]) @ affine[:, :2].T + affine[:, 2] if self.prev is not None \
-                else self.reg.mean_landmarks  # the rig's landmarks, without D: a regular face outline
-            crop_mask = face_polygon_mask(prev_lm, (CROP_SIZE, CROP_SIZE), grow=3)
+        crop_mask = self._crop_mask(mask, affine, None if reinit else self.prev)
         t1 = time.perf_counter()
         if reinit:
-            shape = self.reg.initial_shape(self.restarts)
-            rng = np.random.default_rng(self.frame_index)
-            shape.position[1:] += rng.normal(0, 4.0, (self.restarts - 1, 2))
-            shape.log_scale[1:] += rng.normal(0, 0.04, self.restarts - 1)
-            out, cam, lm = self._regress(crop, crop_mask, affine, shape)
-            med = np.median(lm, axis=0)
-            best = int(np.argmin(np.linalg.norm(lm - med, axis=2).mean(1)))
-            out, cam, lm = out.take([best]), CropCamera(cam.focal[[best]], cam.centre[[best]], cam.roll[[best]]), \
-                lm[[best]]
+            out, cam, lm = self._from_detection(crop, crop_mask, affine)
         else:
             _, R, t, x, D = self.prev
             cam = self._camera(affine)
@@ -358,12 +382,7 @@ class FaceTracker:
             else:
                 out, cam, lm = self._regress(crop, crop_mask, affine, shape)
         ms["regress"] = (time.perf_counter() - t1) * 1000
-        R, t = self.model.to_params(out, cam)
-        R, t = R[0], t[0]
-        s = affine[0, 0]
-        lm_frame = (lm[0] - affine[:, 2]) / s
-        D = out.displacement[0] / s
-        x = out.expression[0]
+        lm_frame, R, t, x, D = self._to_frame(out, cam, lm, affine)
         visible = face_visible_fraction(lm[0], crop_mask) if mask is not None else None
         if visible is not None and visible < HIDDEN_FRACTION and self.prev is not None and not reinit:
             self.unseen += 1
@@ -377,9 +396,15 @@ class FaceTracker:
         if not reason and reinit and visible is not None and visible < HIDDEN_FRACTION:
             reason = "no face in the segmentation"
         if not reason and self.verify_every and not reinit and self.frame_index % self.verify_every == 0:
+            t1 = time.perf_counter()
             box = self._detect_near(frame, self.face_box_of(lm_frame))
             if box is not None and _box_iou(box, _lm_box(lm_frame)) < 0.3:
                 reason = "a detection disagrees with the tracked face"
+            elif box is not None:
+                fresh = self._verify(frame, mask, box, lm_frame)
+                if fresh is not None:  # the track had drifted (e.g. locked in a wrong pose after an occluder)
+                    (lm_frame, R, t, x, D), reinit = fresh, True
+            ms["verify"] = (time.perf_counter() - t1) * 1000
         if reason:
             self.prev = None
             return TrackResult(False, reason=reason, ms=ms, reinitialised=reinit)
