@@ -1,12 +1,12 @@
-"""One register/unregister pair per add-on module: its classes, and the scene properties that point at them."""
-from __future__ import annotations
+"""One register/unregister pair per add-on module (its classes, and the scene properties that point at them), and
+the file-browser mixin the add-on's JSON import/export operators share."""
+import bpy
+from bpy.props import StringProperty
 
 
 def registrar(classes, scene_properties=None, before_unregister=None):
     """(register, unregister) for `classes` (registered in order, unregistered in reverse) and
     `scene_properties` {name: PropertyGroup class} added to bpy.types.Scene as PointerProperties."""
-    import bpy  # noqa: PLC0415
-
     scene_properties = scene_properties or {}
 
     def register():
@@ -24,3 +24,9 @@ def registrar(classes, scene_properties=None, before_unregister=None):
             bpy.utils.unregister_class(cls)
 
     return register, unregister
+
+
+class JsonFile:
+    """Mixin of the operators that read or write one .json file (with ImportHelper / ExportHelper)."""
+    filename_ext = ".json"
+    filter_glob: StringProperty(default="*.json", options={"HIDDEN"})

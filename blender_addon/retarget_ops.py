@@ -14,7 +14,7 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 from mathutils import Quaternion
 
 from . import engines, keyframes, rig_import
-from .registration import registrar
+from .registration import JsonFile, registrar
 
 
 def _retarget():
@@ -187,6 +187,12 @@ def _active(context) -> FacecapTarget | None:
     return s.targets[s.active_target] if 0 <= s.active_target < len(s.targets) else None
 
 
+class _NeedsTarget:
+    @classmethod
+    def poll(cls, context):
+        return _active(context) is not None
+
+
 class FACECAP_OT_retarget_add(bpy.types.Operator):
     """Add the selected meshes as retarget targets and detect their shape-key naming"""
     bl_idname = "facecap.retarget_add"
@@ -217,15 +223,11 @@ class FACECAP_OT_retarget_add(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class FACECAP_OT_retarget_remove(bpy.types.Operator):
+class FACECAP_OT_retarget_remove(_NeedsTarget, bpy.types.Operator):
     """Stop driving the active target"""
     bl_idname = "facecap.retarget_remove"
     bl_label = "Remove Target"
     bl_options = {"REGISTER", "UNDO"}
-
-    @classmethod
-    def poll(cls, context):
-        return _active(context) is not None
 
     def execute(self, context):
         s = context.scene.facecap_retarget
@@ -234,15 +236,11 @@ class FACECAP_OT_retarget_remove(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class FACECAP_OT_retarget_detect(bpy.types.Operator):
+class FACECAP_OT_retarget_detect(_NeedsTarget, bpy.types.Operator):
     """Detect the active target's naming scheme again (replaces its mapping)"""
     bl_idname = "facecap.retarget_detect"
     bl_label = "Detect"
     bl_options = {"REGISTER", "UNDO"}
-
-    @classmethod
-    def poll(cls, context):
-        return _active(context) is not None
 
     def execute(self, context):
         try:
@@ -253,16 +251,10 @@ class FACECAP_OT_retarget_detect(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class FACECAP_OT_retarget_save_preset(bpy.types.Operator, ExportHelper):
+class FACECAP_OT_retarget_save_preset(_NeedsTarget, JsonFile, bpy.types.Operator, ExportHelper):
     """Save the active target's mapping as a JSON preset"""
     bl_idname = "facecap.retarget_save_preset"
     bl_label = "Save Preset"
-    filename_ext = ".json"
-    filter_glob: StringProperty(default="*.json", options={"HIDDEN"})
-
-    @classmethod
-    def poll(cls, context):
-        return _active(context) is not None
 
     def execute(self, context):
         try:
@@ -274,16 +266,10 @@ class FACECAP_OT_retarget_save_preset(bpy.types.Operator, ExportHelper):
         return {"FINISHED"}
 
 
-class FACECAP_OT_retarget_load_preset(bpy.types.Operator, ImportHelper):
+class FACECAP_OT_retarget_load_preset(_NeedsTarget, JsonFile, bpy.types.Operator, ImportHelper):
     """Load a JSON preset into the active target's mapping"""
     bl_idname = "facecap.retarget_load_preset"
     bl_label = "Load Preset"
-    filename_ext = ".json"
-    filter_glob: StringProperty(default="*.json", options={"HIDDEN"})
-
-    @classmethod
-    def poll(cls, context):
-        return _active(context) is not None
 
     def execute(self, context):
         try:

@@ -10,7 +10,7 @@ from bpy.props import StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from . import capture_ops, engines, rig_import
-from .registration import registrar
+from .registration import JsonFile, registrar
 
 
 def rig_take(context, rig) -> dict:
@@ -41,12 +41,10 @@ def rig_take(context, rig) -> dict:
                               0.0, frames)
 
 
-class FACECAP_OT_import_take(bpy.types.Operator, ImportHelper):
+class FACECAP_OT_import_take(JsonFile, bpy.types.Operator, ImportHelper):
     """Read a facecap take and bake it onto the face rig (and the retarget targets)"""
     bl_idname = "facecap.import_take"
     bl_label = "Import Take"
-    filename_ext = ".json"
-    filter_glob: StringProperty(default="*.json", options={"HIDDEN"})
 
     def execute(self, context):
         take_mod = engines.core_module("take")
@@ -64,12 +62,10 @@ class FACECAP_OT_import_take(bpy.types.Operator, ImportHelper):
         return {"FINISHED"}
 
 
-class FACECAP_OT_export_take(bpy.types.Operator, ExportHelper):
+class FACECAP_OT_export_take(JsonFile, bpy.types.Operator, ExportHelper):
     """Write the face rig's animation over the scene's frame range as a facecap take"""
     bl_idname = "facecap.export_take"
     bl_label = "Export Take"
-    filename_ext = ".json"
-    filter_glob: StringProperty(default="*.json", options={"HIDDEN"})
 
     @classmethod
     def poll(cls, context):
