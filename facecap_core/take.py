@@ -6,12 +6,11 @@ ARKit blendshapes with the default preset of design §4.
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 
 import numpy as np
 
+from .fileformat import read_versioned_json, write_json_atomic
 from .rig.model import EXPRESSION_NAMES, N_EXPRESSIONS
 
 TAKE_FORMAT = "facecap-take"
@@ -108,29 +107,13 @@ def make_take(source: str, fps: float, width: int, height: int, focal: float, fr
 
 def write_take(path: str, take: dict) -> None:
     """Write atomically: a crash leaves either the old file or the new one, never half of one."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(take, f, separators=(",", ":"), allow_nan=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_json_atomic(path, take, separators=(",", ":"))
 
 
 def read_take(path: str) -> dict:
     """Read and check a take; raises TakeFileError with a one-line message."""
-    if not os.path.exists(path):
-        raise TakeFileError(f"take file not found: {path}")
-    try:
-        with open(path) as f:
-            take = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise TakeFileError(f"take file {path} is not readable JSON ({exc.__class__.__name__}): "
-                            "re-record or re-export it") from exc
-    if not isinstance(take, dict) or take.get("format") != TAKE_FORMAT or take.get("version") != TAKE_VERSION:
-        found = (take.get("format"), take.get("version")) if isinstance(take, dict) else type(take).__name__
-        raise TakeFileError(f"{path} is not a {TAKE_FORMAT} v{TAKE_VERSION} file (found {found})")
+    take = read_versioned_json(path, TAKE_FORMAT, TAKE_VERSION, TakeFileError, "take file",
+                               "re-record or re-export it")
     for key in ("fps", "width", "height", "expression_names", "frames"):
         if key not in take:
             raise TakeFileError(f"{path}: take has no '{key}' field")

@@ -8,14 +8,13 @@ performer or character that is mirrored relative to the other. Presets are JSON 
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
 from ..rig.model import EXPRESSION_NAMES, N_EXPRESSIONS
+from ..fileformat import read_versioned_json, write_json_atomic
 from ..take import ARKIT_NAMES, arkit_scores
 from .schemes import Detection
 
@@ -160,14 +159,7 @@ def save_preset(path: str, mapping: Mapping) -> None:
     """Write a facecap-retarget v1 JSON file atomically (temp file + os.replace)."""
     preset = {"format": PRESET_FORMAT, "version": PRESET_VERSION, "scheme": mapping.scheme,
               "channels": [asdict(c) for c in mapping.channels]}
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(preset, f, indent=1, allow_nan=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_json_atomic(path, preset, indent=1)
 
 
 def _channel_from_json(path: str, i: int, item) -> Channel:
@@ -194,19 +186,8 @@ def _channel_from_json(path: str, i: int, item) -> Channel:
 
 def load_preset(path: str) -> Mapping:
     """Read a facecap-retarget v1 file; raises PresetError (one line: the file and what to do) on a bad one."""
-    if not os.path.exists(path):
-        raise PresetError(f"retarget preset not found: {path}; check the path or save a preset first")
-    try:
-        with open(path) as f:
-            preset = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise PresetError(f"retarget preset {path} is not readable JSON ({exc.__class__.__name__}); "
-                          "save the preset again") from exc
-    if not isinstance(preset, dict) or preset.get("format") != PRESET_FORMAT \
-            or preset.get("version") != PRESET_VERSION:
-        found = (preset.get("format"), preset.get("version")) if isinstance(preset, dict) else type(preset).__name__
-        raise PresetError(f"{path} is not a {PRESET_FORMAT} v{PRESET_VERSION} file (found {found}); "
-                          "choose a retarget preset saved by facecap")
+    preset = read_versioned_json(path, PRESET_FORMAT, PRESET_VERSION, PresetError, "retarget preset",
+                                 "choose a retarget preset saved by facecap, or save it again")
     if not isinstance(preset.get("channels"), list):
         raise PresetError(f"retarget preset {path} has no 'channels' list; save the preset again")
     scheme = preset.get("scheme")
