@@ -7,7 +7,8 @@ hand, + random rectangles (augment.py, fixed seed; real hand cut-outs when the o
 
 Maps: the network's training-mode outputs (DeconvNet stream, FCN stream, fused) of `--model`; "naive average" is
 the mean of the two streams' probabilities. Each ± graph cut (λ = 10, σ = 5). Metrics per image, then averaged:
-IOU, global (pixel accuracy), ave(face) (face recall). ms/crop: batch-1 CPU forward of what each row needs,
+IOU, global (pixel accuracy), ave(face) (face recall). "fused + flip average" is the fused map averaged with
+that of the mirrored crop (`Segmenter.flip_average`, `facecap segment --flip-average`), for offline footage. ms/crop: batch-1 CPU forward of what each row needs,
 median. Without a model file the script runs end to end on an **oracle-noise** map (the ground truth blurred,
 with noise and holes) and says so: that checks the script and the graph cut, not a network.
 
@@ -92,6 +93,7 @@ def network_maps(net, crops):
     import torch
 
     from facecap_core.segment.net import uint8_to_input
+    from facecap_core.segment.segmenter import Segmenter
 
     net.train(False)
     d_all, f_all, u_all = [], [], []
@@ -103,7 +105,10 @@ def network_maps(net, crops):
             f_all.append(torch.softmax(f.float(), 1)[:, 1].numpy())
             u_all.append(torch.softmax(u.float(), 1)[:, 1].numpy())
     pd, pf, pu = (np.concatenate(a) for a in (d_all, f_all, u_all))
-    maps = {"FCN-8s stream": pf, "DeconvNet stream": pd, "naive average": (pd + pf) / 2, "fused (ours)": pu}
+    flipped = Segmenter(net, device="cpu")
+    flipped.flip_average = True
+    maps = {"FCN-8s stream": pf, "DeconvNet stream": pd, "naive average": (pd + pf) / 2, "fused (ours)": pu,
+            "fused + flip average": flipped.predict(crops)}
     # batch-1 forward time of what each row needs
     x = uint8_to_input(torch.from_numpy(np.ascontiguousarray(crops[:1])))
 
@@ -130,7 +135,7 @@ def network_maps(net, crops):
         return net.deconv_stream(fc7, sw, sz), net.fcn_stream(pooled)
 
     ms = {"FCN-8s stream": t(fcn), "DeconvNet stream": t(deconv), "naive average": t(both),
-          "fused (ours)": t(lambda: net.streams(x))}
+          "fused (ours)": t(lambda: net.streams(x)), "fused + flip average": t(lambda: net.streams(x.repeat(2, 1, 1, 1)))}
     return maps, ms
 
 
@@ -169,7 +174,7 @@ def main(argv=None):
         gts = np.stack([s.mask for s in samples]).astype(bool)
         maps, ms = network_maps(net, crops) if net is not None else oracle_maps(crops, gts, rng)
         print(f"\n[{set_name}] {n} crops")
-        print(f"{'method':<20}{'IOU':>7}{'global':>8}{'ave(face)':>10}{'  | +graph cut':>14}{'IOU':>7}{'global':>8}"
+        print(f"{'method':<22}{'IOU':>7}{'global':>8}{'ave(face)':>10}{'  | +graph cut':>14}{'IOU':>7}{'global':>8}"
               f"{'ave(face)':>10}{'net ms':>8}{'gc ms':>7}")
         for name, p in maps.items():
             raw = np.mean([metrics(p[i] > 0.5, gts[i]) for i in range(n)], 0)
@@ -182,7 +187,7 @@ def main(argv=None):
                 cut.append(metrics(m, gts[i]))
             cut = np.mean(cut, 0)
             table1[(set_name, name)] = (raw, cut, ms[name], 1e3 * float(np.median(tg)))
-            print(f"{name:<20}{raw[0]:>7.3f}{raw[1]:>8.3f}{raw[2]:>10.3f}{'':>14}{cut[0]:>7.3f}{cut[1]:>8.3f}"
+            print(f"{name:<22}{raw[0]:>7.3f}{raw[1]:>8.3f}{raw[2]:>10.3f}{'':>14}{cut[0]:>7.3f}{cut[1]:>8.3f}"
                   f"{cut[2]:>10.3f}{ms[name]:>8.1f}{1e3 * float(np.median(tg)):>7.1f}")
     if not args.no_detect and net is not None:
         from facecap_core.detect import FaceDetector

@@ -10,7 +10,7 @@
     facecap data show DIR [--kind K] [--split S] [--n 64] --out SHEET.png
                                        contact sheet: image, mask tint, landmarks (green visible, red occluded)
     facecap data info DIR              the dataset manifest's counts table
-    facecap segment INPUT --out DIR [--no-graphcut] [--model PATH] [--device auto|cpu|cuda]
+    facecap segment INPUT --out DIR [--no-graphcut] [--flip-average] [--model PATH] [--device auto|cpu|cuda]
                                        one PNG face mask per frame (255 = face) of an image, a folder/glob of
                                        images or a video (facecap_core.segment.run)
     facecap track INPUT --out TAKE.json [--masks DIR] [--preview OUT.mp4] [--no-segmentation] [--device D]
@@ -174,6 +174,7 @@ def cmd_segment(args) -> int:
             raise CliError(f"segmenter model not found: {args.model} (train one with python -m "
                            "facecap_core.segment.train, or pass --model PATH)")
         segmenter = load_segmenter(args.model, args.device)
+        segmenter.flip_average = args.flip_average
         detector = FaceDetector()
         refiner = None if args.no_graphcut else GraphCutRefiner()
         report = segment_source(source, args.out, segmenter, detector, refiner, progress=not args.no_progress)
@@ -385,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="segmenter model, .pt or .onnx (default: models/segmenter_lite.pt)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--no-graphcut", action="store_true", help="threshold the network's probability at 0.5 instead")
+    p.add_argument("--flip-average", action="store_true",
+                   help="average each crop's prediction with its mirror image's (better masks, 2× network time)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_segment)
 

@@ -240,6 +240,21 @@ def test_onnx_matches_torch(tmp_path):
     assert ort_seg.predict(test_imgs[:1]).shape == (1, 128, 128)
 
 
+def test_flip_average_is_mirror_symmetric_and_the_mean_of_both_views():
+    seg = Segmenter(_lite(7).eval(), device="cpu")
+    imgs, _ = _crops(3, seed=8)
+    mirrored = np.ascontiguousarray(imgs[:, :, ::-1])
+    plain, plain_mirrored = seg.predict(imgs), seg.predict(mirrored)
+    seg.flip_average = True
+    both = seg.predict(imgs)
+    assert both.shape == (3, 128, 128)
+    np.testing.assert_allclose(both, 0.5 * (plain + plain_mirrored[:, :, ::-1]), atol=1e-5)
+    # a mirrored crop gets exactly the mirrored mask, which a plain network does not promise
+    np.testing.assert_allclose(seg.predict(mirrored), both[:, :, ::-1], atol=1e-5)
+    assert np.abs(plain_mirrored[:, :, ::-1] - plain).max() > 1e-3
+    assert seg.predict(imgs[0]).shape == (128, 128)
+
+
 def test_package_import_is_light():
     import subprocess
     import sys

@@ -114,3 +114,24 @@ def test_init_from_starts_at_the_given_weights(tmp_path):
     with pytest.raises(SystemExit, match="no such file"):
         main(_args(data, str(tmp_path / "c" / "seg"), str(tmp_path / "c" / "run"),
                    "--init-from", str(tmp_path / "missing.pt")))
+
+
+@pytest.mark.slow
+def test_ema_exports_the_average_and_resumes_it(tmp_path):
+    torch.set_num_threads(1)
+    data = _tiny_dataset(str(tmp_path / "data"))
+    a_out, a_run = str(tmp_path / "a" / "seg"), str(tmp_path / "a" / "run")
+    b_out, b_run = str(tmp_path / "b" / "seg"), str(tmp_path / "b" / "run")
+    assert main(_args(data, a_out, a_run, "--ema", "0.5")) == 0
+    assert main(_args(data, b_out, b_run, "--ema", "0.5", "--stop-at", "3")) == 0
+    assert main(_args(data, b_out, b_run, "--resume")) == 0  # keeps the checkpoint's --ema and its average
+    ckpt = torch.load(os.path.join(a_run, "last.ckpt"), weights_only=True)
+    exported = torch.load(a_out + ".pt", weights_only=True)["state_dict"]
+    resumed = torch.load(b_out + ".pt", weights_only=True)["state_dict"]
+    w = "trunk.0.0.weight"
+    assert torch.allclose(exported[w], ckpt["ema"]["module." + w])
+    assert not torch.allclose(exported[w], ckpt["model"][w])  # the average, not the last step's weights
+    for k in exported:
+        assert torch.allclose(exported[k].float(), resumed[k].float(), atol=1e-6), k
+    card = open(a_out + ".md").read()
+    assert "moving average" in card and "--ema 0.5" in card

@@ -195,6 +195,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--init-from", default=None,
                     help="start a new run from these weights (.pt of the same width, or a training checkpoint) "
                          "instead of from scratch")
+    ap.add_argument("--ema", type=float, default=0.0,
+                    help="exponential moving average of the weights (and BatchNorm statistics) with this decay per "
+                         "iteration, e.g. 0.999; validation and the exported model use the average (0 = off)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -273,7 +276,7 @@ def train(args: argparse.Namespace) -> int:
             ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
             saved = ckpt["args"]
             for k in ("width", "fc_width", "no_batchnorm", "batch_size", "seed", "lr", "finetune_lr", "momentum",
-                      "weight_decay", "warmup", "iters", "finetune_iters", "lr_schedule", "init_from"):
+                      "weight_decay", "warmup", "iters", "finetune_iters", "lr_schedule", "init_from", "ema"):
                 if not args.export_only and k in saved and getattr(args, k) != saved[k]:
                     log(f"resume: --{k.replace('_', '-')} {getattr(args, k)} differs from the checkpoint's "
                         f"{saved[k]}; using the new value" if k in ("iters", "finetune_iters")
@@ -299,6 +302,14 @@ def train(args: argparse.Namespace) -> int:
         net.load_state_dict(initial_weights(args.init_from))
         state["init_from"] = os.path.abspath(args.init_from)
         log(f"initialised from {args.init_from}")
+    # SGD at a constant lr leaves the weights jittering around a minimum (the val IOU moves by several points
+    # from one check to the next); their running average sits nearer its centre
+    ema = weight_average(net, args.ema) if args.ema > 0 else None
+    if ema is not None and ckpt is not None and "ema" in ckpt:
+        ema.load_state_dict(ckpt["ema"])
+
+    def exported():
+        return net if ema is None else ema.module
 
     total_iters = args.iters + args.finetune_iters
     val_subset = load_val_subset(val_view, args.val_size, args.val_size // 2)
@@ -306,10 +317,11 @@ def train(args: argparse.Namespace) -> int:
     def save_checkpoint():
         _atomic_torch_save({"model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
                             "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(),
-                            "state": json.dumps(state), "args": vars(args), "config": dict(net.config)}, ckpt_path)
+                            "state": json.dumps(state), "args": vars(args), "config": dict(net.config),
+                            **({} if ema is None else {"ema": ema.state_dict()})}, ckpt_path)
 
     if args.export_only:
-        return export(net, args, ds, state, val_view, device, log, finished=state["step"] >= total_iters)
+        return export(exported(), args, ds, state, val_view, device, log, finished=state["step"] >= total_iters)
 
     counts = ds.manifest["kinds"]["segmentation"]["splits"]["train"]["counts"]
     n_pos = int(counts["total"] - counts["negative"])
@@ -365,6 +377,8 @@ def train(args: argparse.Namespace) -> int:
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
+            if ema is not None:
+                ema.update_parameters(net)
             state["step"] = step + 1
             state["batch_in_epoch"] = b_i + 1
             run_loss += np.array([float(loss.detach())] + [float(p) for p in parts])
@@ -382,10 +396,11 @@ def train(args: argparse.Namespace) -> int:
                 run_loss[:] = 0
                 t_log, seen_log = now, 0
             if state["step"] % args.val_every == 0 or state["step"] == total_iters:
-                m = evaluate(net, val_subset, device)
+                m = evaluate(exported(), val_subset, device)
                 state["history"].append({"step": state["step"], "val": m})
+                raw = "" if ema is None else f" (raw weights IOU {evaluate(net, val_subset, device)['iou']:.3f})"
                 log(f"val at {state['step']}: IOU {m['iou']:.3f} global {m['global']:.3f} "
-                    f"ave(face) {m['ave_face']:.3f} face on negatives {m['neg_face_fraction']:.3f}")
+                    f"ave(face) {m['ave_face']:.3f} face on negatives {m['neg_face_fraction']:.3f}{raw}")
             if now - t_ckpt > 60 * args.checkpoint_minutes:
                 state["train_seconds"] += now - t_session
                 t_session = now
@@ -408,7 +423,14 @@ def train(args: argparse.Namespace) -> int:
     state["train_seconds"] += time.time() - t_session
     save_checkpoint()
     log(f"checkpoint {ckpt_path} at iteration {state['step']} ({state['train_seconds'] / 3600:.2f} h of training)")
-    return export(net, args, ds, state, val_view, device, log, finished=state["step"] >= total_iters)
+    return export(exported(), args, ds, state, val_view, device, log, finished=state["step"] >= total_iters)
+
+
+def weight_average(net, decay: float):
+    """An exponential moving average of `net`'s parameters and buffers (BatchNorm statistics included)."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn  # noqa: PLC0415
+
+    return AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 # ------------------------------------------------------------------------------------------------- export
@@ -488,6 +510,8 @@ def write_card(path, args, ds, state, metrics, curve, net, status, files) -> Non
               f"- phase 2 (with negatives, ≈ as many as positives): lr {args.finetune_lr}, {args.finetune_iters} "
               "iterations",
               f"- batch {args.batch_size}, random horizontal flips, seed {args.seed}",
+              *([f"- exported weights: exponential moving average of the weights and BatchNorm statistics, decay "
+                 f"{args.ema} per iteration (the validation curve is of the average too)"] if args.ema > 0 else []),
               f"- iterations done: {state['step']} of {args.iters + args.finetune_iters}; training wall time "
               f"{state['train_seconds'] / 3600:.2f} h",
               f"- hardware: {hardware()}", "",
@@ -511,7 +535,7 @@ def write_card(path, args, ds, state, metrics, curve, net, status, files) -> Non
     cmd = (f"python -m facecap_core.segment.train --data {rel(args.data)} --out {rel(args.out)} --width {args.width} "
            f"--fc-width {args.fc_width} --batch-size {args.batch_size} --warmup {args.warmup} --iters {args.iters} --finetune-iters "
            f"{args.finetune_iters} --lr {args.lr} --lr-schedule {getattr(args, 'lr_schedule', 'constant')} --seed {args.seed} "
-           f"--threads {args.threads} --run-dir {rel(args.run_dir)}"
+           f"--threads {args.threads} --run-dir {rel(args.run_dir)}" + (f" --ema {args.ema}" if args.ema > 0 else "")
            + (f" --init-from {rel(state['init_from'])}" if state.get("init_from") else ""))
     lines += ["", "## Retrain / resume", "", "```", cmd, cmd + " --resume", "```", "",
               f"(checkpoint: `{rel(os.path.join(args.run_dir, CHECKPOINT))}`; not committed)", "", "## Files", ""]
