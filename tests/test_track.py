@@ -279,3 +279,40 @@ def test_smoothing_strength_slows_the_response_to_a_step():
     assert 0 < soft < default < firm < 0.8  # all on their way to the new value, the stronger ones slower
     with pytest.raises(ValueError, match="strength"):
         PoseSmoother(strength=0)
+
+
+def test_occlusion_holds_what_the_mask_hides_and_updates_the_rest(tiny, rig):
+    """A hand over the eyes and brows (about half the face oval): the frame's change of head pose is dropped,
+    eye and brow expressions keep their previous values, mouth expressions take the regression's new values. With
+    the whole face seen, the update is kept as it is."""
+    from facecap_core.track.shape import ShapeBatch
+    from facecap_core.track.tracker import (OCCLUDED_TRUST, UPPER_LANDMARKS, FaceTracker, face_polygon_mask,
+                                            face_visible_fraction, landmarks_seen)
+
+    reg, _, _ = tiny
+    tracker = FaceTracker(reg, rig, image_size=(320, 240), keyframes=False, verify_every=0)
+    cam = tracker._camera(np.array([[0.8, 0.0, 10.0], [0.0, 0.8, 0.0]]))
+    start = ShapeBatch(R=np.eye(3)[None], position=np.array([[80.0, 84.0]]), log_scale=np.zeros(1),
+                       expression=np.full((1, 46), 0.2), displacement=np.zeros((1, 73, 2)))
+    out = start.copy()
+    out.position = out.position + 6.0
+    out.expression = out.expression + 0.3
+    lm = tracker.model.landmarks(start, tracker.identity[None], cam)[0]
+    face = face_polygon_mask(lm, (CROP_SIZE, CROP_SIZE))
+    covered = face.copy()
+    covered[: int(lm[list(UPPER_LANDMARKS), 1].max()) + 3] = 0  # the hand: everything above the lower eyelids
+    visible = face_visible_fraction(lm, covered)
+    assert visible < OCCLUDED_TRUST[0]
+    assert not landmarks_seen(lm, covered)[list(UPPER_LANDMARKS)].any()
+
+    held, _ = tracker._damped(start, out, cam, lm, covered, visible)
+    upper = tracker.upper_shapes
+    assert upper.sum() == 19  # 14 eye + 5 brow shapes
+    np.testing.assert_allclose(held.position, start.position)
+    np.testing.assert_allclose(held.R, start.R)
+    np.testing.assert_allclose(held.expression[0, upper], 0.2)
+    np.testing.assert_allclose(held.expression[0, ~upper], 0.5)
+
+    kept, _ = tracker._damped(start, out, cam, lm, face, face_visible_fraction(lm, face))
+    np.testing.assert_allclose(kept.position, out.position)
+    np.testing.assert_allclose(kept.expression, out.expression)
