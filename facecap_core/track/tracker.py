@@ -16,9 +16,7 @@ Per frame:
    A frame whose face is hidden (under HIDDEN_FRACTION of the oval is face in the mask: a hand over all of it, or
    the face gone) is reported untracked and the last good estimate is held, so the regression does not drift on
    pixels that say nothing; tracking resumes from it when the face shows again, or starts over after
-   `lost_after` hidden frames. A partly covered face (under OCCLUDED_TRUST[1] of the oval seen) keeps only part of
-   the frame's update: the head pose by how much of the oval is seen, the eye/brow and mouth expressions by how many
-   of their own landmarks are, so what the occluder hides is held and the rest still moves.
+   `lost_after` hidden frames.
 4. **Identity and focal** (Eq. 3) are solved on key-frames by :class:`KeyframeSolver` on its own thread; new values
    are picked up at the start of a frame, never waited for.
 """
@@ -38,19 +36,11 @@ from ..rig.geometry import default_focal, matrix_to_quat
 from ..rig.model import N_IDENTITY, load_rig
 from .cascade import Regressor, mean_rotation
 from .smoothing import PoseSmoother
-from .shape import CROP_MARGIN, CROP_SIZE, SLICES, CropCamera, ShapeBatch, ShapeModel
+from .shape import CROP_MARGIN, CROP_SIZE, CropCamera, ShapeBatch, ShapeModel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_MODEL = os.path.join(ROOT, "models", "tracker_dde.npz")
 HIDDEN_FRACTION = 0.1  # below this fraction of the tracked face oval seen as face, the face counts as hidden
-# Between these fractions of the face seen (in the segmentation), a frame's update is scaled from 0 to 1: the head
-# pose and 2D displacements by the whole oval, the eye and brow expressions by the eye and brow landmarks, the
-# others by the mouth and chin landmarks. With a hand over half the face the regression drifts a little every frame
-# and the drift adds up over the seconds the hand stays; this holds what cannot be seen and lets the rest move
-# (benchmarks/track_real_clip.py --hand, d19: NME on the 35 covered frames 45 % → 11.7 %; uncovered frames unchanged).
-OCCLUDED_TRUST = (0.6, 0.9)
-UPPER_LANDMARKS = tuple(range(17, 27)) + tuple(range(36, 48))  # brows and eyes (iBUG 68 numbering)
-LOWER_LANDMARKS = tuple(range(48, 68)) + tuple(range(5, 12))  # mouth and chin
 DRIFT_IOD = 0.2  # periodic check: a fresh estimate this far (mean landmark distance / IOD) replaces the track
 
 
@@ -217,7 +207,6 @@ class FaceTracker:
         # jitter 2.3 → 0.8 % of IOD and moving-face NME 3.7 → 1.7 % going from 1.0 to 0.7; 0.4 is no better)
         self.d_shrink = d_shrink
         self.ensemble = ensemble
-        self.upper_shapes = np.array([n.startswith(("Eye", "Brows")) for n in rig.expression_names])
         self.fps = fps
         self.keyframes = KeyframeSolver(self.model.fr, self.image_size, f0=self.focal,
                                         threaded=threaded_keyframes) if keyframes else None
@@ -302,18 +291,6 @@ class FaceTracker:
         out = self.reg.regress(self.model, crop[None], None if crop_mask is None else crop_mask[None],
                                np.zeros(n, np.int64), ident, cam, shape)
         return out, cam, self.model.landmarks(out, ident, cam)
-
-    def _damped(self, start: ShapeBatch, out: ShapeBatch, cam, lm: np.ndarray, crop_mask: np.ndarray,
-                visible: float):
-        """`out`'s change from `start` scaled by how much of the face is seen (OCCLUDED_TRUST); (out, landmarks)."""
-        delta = out.difference(start) * occlusion_trust(visible)
-        seen = landmarks_seen(lm, crop_mask)
-        expr = out.expression[0] - start.expression[0]
-        trust = np.where(self.upper_shapes, occlusion_trust(seen[list(UPPER_LANDMARKS)].mean()),
-                         occlusion_trust(seen[list(LOWER_LANDMARKS)].mean()))
-        delta[:, SLICES["expression"]] = expr * trust
-        out = start.apply(delta)
-        return out, self.model.landmarks(out, self.identity[None], cam)
 
     def _crop_mask(self, mask, affine: np.ndarray, prev) -> np.ndarray:
         """The (CROP_SIZE, CROP_SIZE) mask the regressor reads for a crop of the frame."""
@@ -404,11 +381,9 @@ class FaceTracker:
                 lm = self.model.landmarks(out, self.identity[None], cam)
             else:
                 out, cam, lm = self._regress(crop, crop_mask, affine, shape)
-        visible = face_visible_fraction(lm[0], crop_mask) if mask is not None else None
-        if visible is not None and not reinit and visible < OCCLUDED_TRUST[1]:
-            out, lm = self._damped(shape.take([0]), out, cam, lm[0], crop_mask, visible)
         ms["regress"] = (time.perf_counter() - t1) * 1000
         lm_frame, R, t, x, D = self._to_frame(out, cam, lm, affine)
+        visible = face_visible_fraction(lm[0], crop_mask) if mask is not None else None
         if visible is not None and visible < HIDDEN_FRACTION and self.prev is not None and not reinit:
             self.unseen += 1
             if self.unseen < self.lost_after:
@@ -468,22 +443,6 @@ def face_polygon_mask(landmarks: np.ndarray, shape: tuple[int, int], grow: int =
     if grow > 0:
         poly = cv2.dilate(poly, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
     return poly
-
-
-def occlusion_trust(visible: float) -> float:
-    """How much of a frame's pose update to keep when `visible` of the face oval is seen (OCCLUDED_TRUST)."""
-    lo, hi = OCCLUDED_TRUST
-    return float(np.clip((visible - lo) / (hi - lo), 0.0, 1.0))
-
-
-def landmarks_seen(landmarks: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(N,) bool: the mask calls the pixel under each landmark face (landmarks outside the mask: not seen)."""
-    h, w = mask.shape
-    xy = np.round(landmarks).astype(np.int64)
-    inside = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
-    seen = np.zeros(len(xy), bool)
-    seen[inside] = mask[xy[inside, 1], xy[inside, 0]] > 0
-    return seen
 
 
 def face_visible_fraction(landmarks: np.ndarray, mask: np.ndarray) -> float:
