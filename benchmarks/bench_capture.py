@@ -9,7 +9,7 @@ the same frames:
 * sequential: the same stages one after another on one thread (what the pipelining buys);
 * teacher: MediaPipe FaceLandmarker in VIDEO mode (blendshapes on), the project's label source;
 * with `--remote`: a `facecap serve` engine in another process on this machine, frames sent as JPEG over
-  loopback ZeroMQ, one request per frame (the paper's GPU offload, here without a GPU).
+  loopback ZeroMQ with up to 4 frames in flight (the paper's GPU offload, here without a GPU).
 
 The table gives each configuration's median fps over the repeats and the median per-stage ms of the pipelined
 engine's repeats (stage times measured inside the pipeline include waiting for the other thread's GIL).
@@ -81,8 +81,8 @@ def remote_fps(frames, port: int) -> tuple[float, int]:
     h, w = frames[0][2].shape[:2]
     session = RemoteSession(f"tcp://127.0.0.1:{port}", w, h, 30.0, timeout=30.0)
     t0, tracked = time.perf_counter(), 0
-    for i, t, rgb in frames:
-        tracked += int(session.track(i, t, rgb)["tracked"])
+    for frame in session.run(frames):
+        tracked += int(frame["tracked"])
     fps = len(frames) / (time.perf_counter() - t0)
     session.end()
     return fps, tracked

@@ -32,7 +32,6 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 DEFAULT_TRACKER = os.path.join(ROOT, "models", "tracker_dde.npz")
-DEFAULT_TRACKER_NOMASK = os.path.join(ROOT, "models", "tracker_dde_nomask.npz")
 
 
 class CliError(RuntimeError):
@@ -230,14 +229,13 @@ def cmd_track_remote(args) -> int:
     try:
         source = open_frames(args.input, mirror=args.mirror)
         session = RemoteSession(args.remote, source.width, source.height, source.fps, args.token,
-                                smoothing=smoothing_strength(args))
+                                smoothing=smoothing_strength(args), live=source.live)
     except (InputError, RemoteError) as exc:
         raise CliError(str(exc)) from exc
     recorder = TakeRecorder(args.out, args.input, source.fps, source.width, source.height, args.focal or 0.0)
     n = tracked = 0
     try:
-        for i, t, rgb in source.frames():
-            frame = session.track(i, t, rgb)
+        for frame in session.run(source.frames()):
             recorder.add(frame)
             n, tracked = n + 1, tracked + int(frame["tracked"])
     except (InputError, RemoteError) as exc:
@@ -304,35 +302,22 @@ def cmd_bench(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    import dataclasses
+    from types import SimpleNamespace
+
     from .capture.remote import EngineServer, RemoteError
-    from .detect import DetectorError, FaceDetector
-    from .rig.model import load_rig
-    from .segment import ModelFileError as SegmentModelError
-    from .segment.graphcut import GraphCutRefiner
-    from .segment.pipeline import segment_frame_in_crop
-    from .segment.run import load_segmenter
-    from .track.cascade import ModelFileError as TrackerModelError
-    from .track.cascade import Regressor
-    from .track.tracker import FaceTracker
+    from .capture.session import EngineError, build_engine
+
+    options = engine_options(args)
+
+    def make_engine(width, height, fps, smoothing, live):
+        source = SimpleNamespace(width=width, height=height, fps=fps, live=live)
+        return build_engine(source, dataclasses.replace(options, smoothing=smoothing))[2]
 
     try:
-        model_path = DEFAULT_TRACKER_NOMASK if args.no_segmentation and args.tracker_model == DEFAULT_TRACKER \
-            else args.tracker_model
-        regressor, rig, detector = Regressor.load(model_path), load_rig(), FaceDetector()
-        segmenter = None if args.no_segmentation else load_segmenter(args.segmenter_model, args.device)
-        refiner = GraphCutRefiner()
-
-        def make_tracker(width, height, fps, smoothing=1.0):
-            return FaceTracker(regressor, rig, image_size=(width, height), focal=args.focal, detector=detector,
-                               smoothing=smoothing, fps=fps)
-
-        def segment(image, tracker):
-            box = tracker.face_box()
-            return segment_frame_in_crop(image, detector if box is None else None, segmenter, refiner, box=box)[0]
-
-        server = EngineServer(make_tracker, None if segmenter is None else segment, args.host, args.port,
-                              args.token)
-    except (SegmentModelError, TrackerModelError, DetectorError, RemoteError) as exc:
+        make_engine(640, 480, 30.0, 1.0, False).tracker.close()  # a missing or corrupt model: say so now
+        server = EngineServer(make_engine, args.host, args.port, args.token)
+    except (EngineError, RemoteError) as exc:
         raise CliError(str(exc)) from exc
     print(f"facecap serve: engine listening on {server.address} "
           f"({'token required' if args.token else 'loopback, no token'}); Ctrl-C stops it", flush=True)

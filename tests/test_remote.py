@@ -9,6 +9,7 @@ import pytest
 
 zmq = pytest.importorskip("zmq")
 
+from facecap_core.capture.engine import CaptureEngine  # noqa: E402
 from facecap_core.capture.remote import EngineServer, RemoteError, RemoteSession  # noqa: E402
 from facecap_core.track.tracker import TrackResult  # noqa: E402
 
@@ -16,21 +17,30 @@ from facecap_core.track.tracker import TrackResult  # noqa: E402
 class FakeTracker:
     closed = []
 
-    def __init__(self, smoothing=1.0):
-        self.identity, self.focal, self.smoothing = np.zeros(50), 500.0, smoothing
+    def __init__(self, smoothing=1.0, live=False, delay=0.0):
+        self.identity, self.focal, self.smoothing, self.live, self.delay = np.zeros(50), 500.0, smoothing, live, delay
+        self.detector = object()
 
-    def track(self, image, mask=None):
+    def track(self, image, mask=None, detection=None):
+        time.sleep(self.delay)
         x = np.zeros(46)
         x[0] = image.mean() / 255
         return TrackResult(True, landmarks=np.full((73, 2), 10.0), rotation=np.eye(3), translation=np.zeros(3),
                            expression=x, bbox=(0, 0, 5, 5), face_visible=1.0)
 
+    def face_box(self):
+        return None
+
     def close(self):
         FakeTracker.closed.append(self)
 
 
-def start_server(port=0, **kw):
-    server = EngineServer(lambda w, h, fps, smoothing: FakeTracker(smoothing), port=port, **kw)
+def fake_engine(w, h, fps, smoothing, live, delay=0.0):
+    return CaptureEngine(FakeTracker(smoothing, live, delay))
+
+
+def start_server(port=0, make_engine=fake_engine, **kw):
+    server = EngineServer(make_engine, port=port, **kw)
     th = threading.Thread(target=server.serve_forever, daemon=True)
     th.start()
     return server, th
@@ -49,8 +59,9 @@ def frame(v, size=48):
 def test_frames_in_results_out():
     server, th = start_server()
     try:
-        s = RemoteSession(server.address, 48, 48, token=None, timeout=5, smoothing=2.5)
-        assert [s_["tracker"].smoothing for s_ in server.sessions.values()] == [2.5]  # the client's setting reaches the engine
+        s = RemoteSession(server.address, 48, 48, token=None, timeout=5, smoothing=2.5, live=True)
+        tracker = next(iter(server.sessions.values())).engine.tracker
+        assert (tracker.smoothing, tracker.live) == (2.5, True)  # the client's settings reach the engine
         for i, v in enumerate((40, 120, 200)):
             f = s.track(i, i / 30, frame(v))
             assert f["tracked"] and f["index"] == i and abs(f["expression"][0] - v / 255) < 0.02
@@ -66,10 +77,10 @@ def test_a_client_that_disappears_mid_take_is_cleaned_up():
         s = RemoteSession(server.address, 48, 48, timeout=5)
         s.track(0, 0.0, frame(90))
         assert len(server.sessions) == 1
-        tracker = next(iter(server.sessions.values()))["tracker"]
+        tracker = next(iter(server.sessions.values())).engine.tracker
         s.sock.close(0)  # gone without saying "end"
         deadline = time.time() + 5
-        while server.sessions and time.time() < deadline:
+        while (server.sessions or tracker not in FakeTracker.closed) and time.time() < deadline:
             time.sleep(0.05)
         assert not server.sessions and tracker in FakeTracker.closed
     finally:
@@ -90,9 +101,45 @@ def test_the_take_goes_on_after_a_server_restart():
         stop_server(server, th)
 
 
+def test_frames_in_flight_come_back_in_order_and_overlap_the_engine():
+    """A client with 4 frames in flight: every frame answered once, in order, and a slow engine's time per frame
+    is not added to the round trips (40 frames at 20 ms of tracking each take about 40 × 20 ms, not more)."""
+    server, th = start_server(make_engine=lambda *a: fake_engine(*a, delay=0.02))
+    try:
+        s = RemoteSession(server.address, 48, 48, timeout=5, window=4)
+        frames = [(i, i / 30, frame(3 * i)) for i in range(40)]
+        t0 = time.perf_counter()
+        got = list(s.run(frames))
+        took = time.perf_counter() - t0
+        assert [f["index"] for f in got] == list(range(40))
+        assert all(abs(f["expression"][0] - 3 * f["index"] / 255) < 0.02 for f in got)
+        assert took < 40 * 0.02 * 1.6, took
+        # a client that stops with frames still in flight gets the take's identity all the same
+        run = s.run((i, i / 30, frame(i)) for i in range(40, 80))
+        next(run)
+        run.close()
+        u, focal = s.end()
+        assert focal == 500.0
+    finally:
+        stop_server(server, th)
+
+
+def test_a_bad_frame_is_a_clear_error(monkeypatch):
+    import facecap_core.capture.remote as remote
+
+    server, th = start_server()
+    try:
+        s = RemoteSession(server.address, 48, 48, timeout=5)
+        monkeypatch.setattr(remote, "_jpeg", lambda rgb: b"not a jpeg")
+        with pytest.raises(RemoteError, match="frame 0: the frame is not a readable JPEG"):
+            list(s.run([(0, 0.0, frame(10))]))
+    finally:
+        stop_server(server, th)
+
+
 def test_access_token():
     with pytest.raises(RemoteError, match="token"):
-        EngineServer(lambda w, h, fps: FakeTracker(), host="0.0.0.0")
+        EngineServer(fake_engine, host="0.0.0.0")
     server, th = start_server(token="s3cret")
     try:
         with pytest.raises(RemoteError, match="refused"):
@@ -103,7 +150,7 @@ def test_access_token():
 
 
 def test_no_server_is_a_clear_error():
-    ctx_port = EngineServer(lambda w, h, fps: FakeTracker())
+    ctx_port = EngineServer(fake_engine)
     address = ctx_port.address
     ctx_port.close()  # nobody listens there now
     with pytest.raises(RemoteError, match="no facecap engine answers"):

@@ -196,13 +196,13 @@ class CaptureSession:
 
         try:
             remote = RemoteSession(self.options.remote, source.width, source.height, source.fps, self.options.token,
-                                   smoothing=self.options.smoothing)
+                                   smoothing=self.options.smoothing, live=source.live)
         except RemoteError as exc:
             raise EngineError(str(exc)) from exc
         self.state, rate = "running", []
         try:
-            for i, t, rgb in self._until_stopped(source.frames()):
-                self._emit(remote.track(i, t, rgb), rate)
+            for frame in remote.run(self._until_stopped(source.frames())):
+                self._emit(frame, rate)
         except RemoteError as exc:
             raise EngineError(str(exc)) from exc
         finally:
