@@ -185,10 +185,16 @@ def main(argv=None):
                 m = gc.refine(p[i], crops[i])
                 tg.append(time.perf_counter() - t1)
                 cut.append(metrics(m, gts[i]))
+            if name in ("fused (ours)", "oracle-noise"):
+                per_image = np.array(cut)
             cut = np.mean(cut, 0)
             table1[(set_name, name)] = (raw, cut, ms[name], 1e3 * float(np.median(tg)))
             print(f"{name:<22}{raw[0]:>7.3f}{raw[1]:>8.3f}{raw[2]:>10.3f}{'':>14}{cut[0]:>7.3f}{cut[1]:>8.3f}"
                   f"{cut[2]:>10.3f}{ms[name]:>8.1f}{1e3 * float(np.median(tg)):>7.1f}")
+        if set_name == "hand":  # the fused map's IOU with graph cut, by kind of hand
+            kinds = np.array([smp.meta["augment"][-1]["op"] for smp in samples])
+            print("  fused + graph cut by hand: " + ", ".join(
+                f"{k} {per_image[kinds == k, 0].mean():.3f} ({int((kinds == k).sum())})" for k in np.unique(kinds)))
     if not args.no_detect and net is not None:
         from facecap_core.detect import FaceDetector
         from facecap_core.segment.pipeline import segment_frame
