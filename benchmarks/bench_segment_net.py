@@ -2,7 +2,8 @@
 onnxruntime CPU, for several widths; parameter counts, GMAC, file sizes (fp32 .pt / .onnx). The reference in the
 same run: cv2.resize of a 640×480 frame to 128×128, ×100 (so numbers from a loaded machine can be compared).
 
-    python benchmarks/bench_segment_net.py [--threads 2] [--runs 50] [--widths 0.125:256,0.1875:256,0.25:256,1.0:4096]
+    python benchmarks/bench_segment_net.py [--threads 2] [--runs 50] [--widths 0.125:256,8-16-32-64-128:512,1.0:4096]
+    (a width is a multiplier of the paper's channels, or five per-block channel counts joined by "-")
     python benchmarks/bench_segment_net.py --model models/segmenter_lite.pt     (also time the shipped files)
 """
 from __future__ import annotations
@@ -48,9 +49,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=2, help="torch / onnxruntime intra-op threads")
     ap.add_argument("--runs", type=int, default=50)
-    ap.add_argument("--widths", default="0.125:256,0.1875:256,0.25:256,1.0:4096",
-                    help="comma-separated width:fc_width")
-    ap.add_argument("--full-runs", type=int, default=5, help="runs for widths ≥ 0.5 (slow on a CPU)")
+    ap.add_argument("--widths", default="0.125:256,8-16-32-64-128:512,0.1875:256,0.25:256,1.0:4096",
+                    help="comma-separated width:fc_width; width = multiplier or per-block channels a-b-c-d-e")
+    ap.add_argument("--full-runs", type=int, default=5, help="runs for networks over 20 M parameters (slow on a CPU)")
     ap.add_argument("--model", default=None, help="also time this .pt and the .onnx beside it")
     args = ap.parse_args(argv)
 
@@ -67,19 +68,22 @@ def main(argv=None) -> int:
     ref0 = reference_ms(args.runs)
     rows = []
     tmp = tempfile.mkdtemp(prefix="bench_seg_")
-    configs = [(float(w), int(f)) for w, f in (s.split(":") for s in args.widths.split(","))]
-    for width, fc in configs:
+    configs = [(w, int(f)) for w, f in (s.split(":") for s in args.widths.split(","))]
+    for label, fc in configs:
+        channels = [int(c) for c in label.split("-")] if "-" in label else None
         torch.manual_seed(0)
-        net = TwoStreamNet(width, fc).eval()
-        pt, onnx_path = os.path.join(tmp, f"w{width}.pt"), os.path.join(tmp, f"w{width}.onnx")
+        net = TwoStreamNet(1.0 if channels else float(label), fc, channels=channels).eval()
+        pt, onnx_path = os.path.join(tmp, f"w{label}.pt"), os.path.join(tmp, f"w{label}.onnx")
         save_model(net, pt)
         export_onnx(net, onnx_path)
-        runs = args.runs if width < 0.5 else args.full_runs
+        big = net.num_parameters() > 20e6  # the full-size network: seconds per crop on a CPU
+        runs = args.full_runs if big else args.runs
         t_seg = Segmenter(net, device="cpu")
         o_seg = Segmenter.load(onnx_path, threads=args.threads)
-        ms_t = median_ms(lambda: t_seg.predict(crop), runs, warmup=3 if width >= 0.5 else 5)
-        ms_o = median_ms(lambda: o_seg.predict(crop), runs, warmup=3 if width >= 0.5 else 5)
-        rows.append((f"{width:g}", fc, "-".join(map(str, net.channels)), net.num_parameters(), flops_estimate(net),
+        ms_t = median_ms(lambda: t_seg.predict(crop), runs, warmup=3 if big else 5)
+        ms_o = median_ms(lambda: o_seg.predict(crop), runs, warmup=3 if big else 5)
+        rows.append(("per-block" if channels else label, fc, "-".join(map(str, net.channels)), net.num_parameters(),
+                     flops_estimate(net),
                      ms_t, ms_o, os.path.getsize(pt) / 1e6, os.path.getsize(onnx_path) / 1e6, runs))
     shipped = []
     if args.model:
@@ -102,10 +106,10 @@ def main(argv=None) -> int:
           "waiting for a core on a shared machine)")
     print(f"reference: cv2.resize 640×480 → 128×128 ×100 = {ref0[0]:.2f} ms wall / {ref0[1]:.2f} ms cpu before, "
           f"{ref1[0]:.2f} / {ref1[1]:.2f} after the nets\n")
-    print(f"{'width':>6} {'fc':>5} {'channels':>20} {'params':>12} {'GMAC':>7} {'torch wall':>10} {'torch cpu':>9} "
+    print(f"{'width':>9} {'fc':>5} {'channels':>20} {'params':>12} {'GMAC':>7} {'torch wall':>10} {'torch cpu':>9} "
           f"{'ort wall':>9} {'ort cpu':>8} {'.pt MB':>7} {'.onnx MB':>8} {'runs':>5}")
     for r in rows:
-        print(f"{r[0]:>6} {r[1]:>5} {r[2]:>20} {r[3]:>12,} {r[4]:>7.3f} {r[5][0]:>10.2f} {r[5][1]:>9.2f} "
+        print(f"{r[0]:>9} {r[1]:>5} {r[2]:>20} {r[3]:>12,} {r[4]:>7.3f} {r[5][0]:>10.2f} {r[5][1]:>9.2f} "
               f"{r[6][0]:>9.2f} {r[6][1]:>8.2f} {r[7]:>7.2f} {r[8]:>8.2f} {r[9]:>5}")
     for kind, path, ms in shipped:
         print(f"shipped {kind:>11}: {path}  {ms[0]:.2f} ms wall, {ms[1]:.2f} ms cpu per crop")

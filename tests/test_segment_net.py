@@ -10,7 +10,8 @@ F = torch.nn.functional
 
 from facecap_core.segment import ModelFileError, Segmenter  # noqa: E402
 from facecap_core.segment.net import (  # noqa: E402
-    FULL, LITE, LOSS_WEIGHTS, TwoStreamNet, fold_batchnorm, max_unpool, two_stream_loss, upsampler)
+    FULL, LITE, LOSS_WEIGHTS, TwoStreamNet, build, fold_batchnorm, max_unpool, two_stream_loss, upsampler,
+    widen_state_dict)
 from facecap_core.segment.segmenter import export_onnx, load_model, save_model  # noqa: E402
 
 torch.set_num_threads(1)
@@ -165,6 +166,56 @@ def test_batchnorm_folding_keeps_the_function():
     x = torch.rand(2, 3, 128, 128)
     with torch.no_grad():
         assert torch.allclose(net(x), folded(x), atol=1e-4)
+
+
+def _perturbed_statistics(net):
+    """Move the BatchNorm statistics and affine parameters away from identity (as a trained net has them)."""
+    with torch.no_grad():
+        net.train()(torch.rand(4, 3, 128, 128))
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    return net.eval()
+
+
+def test_per_block_channels_build_and_round_trip(tmp_path):
+    torch.manual_seed(1)
+    net = TwoStreamNet(0.125, 512, channels=(8, 16, 32, 64, 128)).eval()
+    assert net.channels == [8, 16, 32, 64, 128] and net.config["channels"] == [8, 16, 32, 64, 128]
+    assert net.fc6[0].in_channels == 128 and net.decoder[0][0].in_channels == 128
+    assert net.decoder[0][-3].out_channels == 64  # block 5's decoder ends at block 4's width
+    assert build(net.config).channels == net.channels
+    path = str(tmp_path / "seg.pt")
+    save_model(net, path, {})
+    net2, _ = load_model(path)
+    x = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        assert torch.equal(net(x), net2(x))
+    with pytest.raises(ValueError, match="five|5"):
+        TwoStreamNet(channels=(8, 16, 32))
+
+
+def test_widening_keeps_the_function_and_the_new_channels_learn():
+    narrow = _perturbed_statistics(_lite(3))
+    torch.manual_seed(9)
+    wide = TwoStreamNet(0.125, 512, channels=(8, 16, 32, 96, 128))
+    wide.load_state_dict(widen_state_dict(wide, narrow.state_dict()))
+    wide.eval()
+    x = torch.rand(3, 3, 128, 128)
+    with torch.no_grad():
+        assert torch.allclose(narrow(x), wide(x), atol=1e-5)
+        for a, b in zip(narrow.streams(x), wide.streams(x)):
+            assert torch.allclose(a, b, atol=1e-4)
+    # the weights reading the new channels start at zero but get gradients, so training can use them
+    wide.train()
+    total, _ = two_stream_loss(wide(x), torch.randint(0, 2, (3, 128, 128)))
+    total.backward()
+    reader = wide.fc6[0].weight  # reads block 5: 64 old channels, 64 new
+    assert float(reader.detach()[:, 64:].abs().max()) == 0.0
+    assert float(reader.grad[:, 64:].abs().max()) > 0.0
+    with pytest.raises(ValueError, match="widen"):
+        widen_state_dict(_lite(), wide.state_dict())  # narrowing is not widening
 
 
 def test_save_load_round_trip(tmp_path):

@@ -111,6 +111,19 @@ def test_init_from_starts_at_the_given_weights(tmp_path):
     for k in sa:
         assert torch.equal(sa[k], sb[k]), k
     assert "initialised from" in open(b_out + ".md").read()
+    # a wider network (per-block channels) starts from a's weights widened: the same masks at iteration 0
+    c_out, c_run = str(tmp_path / "c" / "seg"), str(tmp_path / "c" / "run")
+    assert main(_args(data, c_out, c_run, "--channels", "8,16,32,64,128", "--fc-width", "512",
+                      "--init-from", a_out + ".pt", "--stop-at", "0")) == 0
+    crops = np.random.default_rng(5).integers(0, 255, (2, 128, 128, 3)).astype(np.uint8)
+    pa, pc = Segmenter.load(a_out + ".pt").predict(crops), Segmenter.load(c_out + ".pt").predict(crops)
+    assert np.allclose(pa, pc, atol=1e-5)
+    assert Segmenter.load(c_out + ".onnx").predict(crops).shape == (2, 128, 128)
+    card = open(c_out + ".md").read()
+    assert "8-16-32-64-128" in card and "widened" in card and "--channels 8,16,32,64,128" in card
+    with pytest.raises(SystemExit, match="cannot start this network"):  # narrower than its source
+        main(_args(data, str(tmp_path / "d" / "seg"), str(tmp_path / "d" / "run"), "--fc-width", "128",
+                   "--init-from", c_out + ".pt", "--stop-at", "0"))
     with pytest.raises(SystemExit, match="no such file"):
         main(_args(data, str(tmp_path / "c" / "seg"), str(tmp_path / "c" / "run"),
                    "--init-from", str(tmp_path / "missing.pt")))

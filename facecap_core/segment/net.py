@@ -23,7 +23,9 @@ into the convolutions by onnxruntime at export, so free at inference), and He-no
 the paper's Gaussian/VGG init.
 
 `width` scales every channel count (1.0 = the paper's 64-128-256-512-512) and `fc_width` is fc6/fc7's width
-(paper: 4096), so the same class builds the full network and the small CPU one (`LITE`).
+(paper: 4096), so the same class builds the full network and the small CPU one (`LITE`). `channels` (five
+numbers, one per block) overrides `width` block by block: on the CPU a channel costs far more time in the
+full-resolution blocks than in the 16² and 8² ones, so a CPU network can be narrow at the top and wider deep down.
 """
 from __future__ import annotations
 
@@ -104,11 +106,18 @@ class TwoStreamNet(nn.Module):
     training → (deconv, fcn, fused) logits, each (N, 2, 128, 128); eval → face probability (N, 128, 128)."""
 
     def __init__(self, width: float = 1.0, fc_width: int = 4096, *, batchnorm: bool = True,
-                 num_classes: int = NUM_CLASSES):
+                 num_classes: int = NUM_CLASSES, channels=None):
         super().__init__()
         self.config = {"width": float(width), "fc_width": int(fc_width), "batchnorm": bool(batchnorm),
                        "num_classes": int(num_classes)}
-        ch = [scaled_channels(c, width) for c, _ in VGG_BLOCKS]
+        if channels is not None:
+            if len(channels) != len(VGG_BLOCKS) or min(channels) < 1:
+                raise ValueError(f"channels needs {len(VGG_BLOCKS)} positive counts (one per VGG block), "
+                                 f"got {channels}")
+            self.config["channels"] = [int(c) for c in channels]
+            ch = list(self.config["channels"])
+        else:
+            ch = [scaled_channels(c, width) for c, _ in VGG_BLOCKS]
         self.channels = ch
         # ---- trunk
         blocks, c_in = [], 3
@@ -264,9 +273,39 @@ def fold_batchnorm(net: TwoStreamNet) -> TwoStreamNet:
 
 
 def build(config: dict) -> TwoStreamNet:
-    """A TwoStreamNet from a config dict (width, fc_width, batchnorm, num_classes)."""
+    """A TwoStreamNet from a config dict (width, fc_width, batchnorm, num_classes, optional channels)."""
     return TwoStreamNet(config.get("width", 1.0), config.get("fc_width", 4096),
-                        batchnorm=config.get("batchnorm", True), num_classes=config.get("num_classes", NUM_CLASSES))
+                        batchnorm=config.get("batchnorm", True), num_classes=config.get("num_classes", NUM_CLASSES),
+                        channels=config.get("channels"))
+
+
+def widen_state_dict(net: TwoStreamNet, old: dict) -> dict:
+    """`net`'s state dict with a narrower network's weights `old` (same layer names, every dimension ≤) copied
+    into it so that `net` computes the same function as the narrow network (Net2WiderNet-style): each tensor
+    keeps `net`'s fresh initialisation outside the copied block, and the weights that *read* a new channel are
+    zeroed, so a new channel carries activations but changes nothing until training gives it a use."""
+    new = net.state_dict()
+    modules = dict(net.named_modules())
+    out = {}
+    for name, t in new.items():
+        if name not in old:
+            raise ValueError(f"widen: the narrow network has no {name}")
+        o = old[name]
+        if o.dim() != t.dim() or any(a > b for a, b in zip(o.shape, t.shape)):
+            raise ValueError(f"widen: {name} is {tuple(o.shape)} in the narrow network, {tuple(t.shape)} here")
+        w = t.clone()
+        if o.dim() == 0:
+            w = o.clone()
+        else:
+            w[tuple(slice(0, n) for n in o.shape)] = o
+        module = modules.get(name.rsplit(".", 1)[0])
+        if name.endswith("weight") and isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            in_dim = 0 if isinstance(module, nn.ConvTranspose2d) else 1
+            index = [slice(None)] * w.dim()
+            index[in_dim] = slice(o.shape[in_dim], None)
+            w[tuple(index)] = 0.0
+        out[name] = w
+    return out
 
 
 def prepare_for_device(net: TwoStreamNet, device: str | torch.device) -> TwoStreamNet:

@@ -170,6 +170,16 @@ def _atomic_torch_save(obj, path: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- training
+def _channel_list(text: str) -> list[int]:
+    try:
+        channels = [int(c) for c in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--channels wants five comma-separated integers, got {text!r}") from None
+    if len(channels) != 5 or min(channels) < 1:
+        raise argparse.ArgumentTypeError(f"--channels wants five positive integers, got {text!r}")
+    return channels
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     from .net import LITE  # noqa: PLC0415
 
@@ -180,6 +190,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--run-dir", default=None, help="checkpoints and logs (default out/segment-train/<name of OUT>)")
     ap.add_argument("--width", type=float, default=LITE["width"], help="channel multiplier (1.0 = paper)")
     ap.add_argument("--fc-width", type=int, default=LITE["fc_width"], help="fc6/fc7 width (paper 4096)")
+    ap.add_argument("--channels", type=_channel_list, default=None,
+                    help="per-block channel counts, five comma-separated numbers (overrides --width), "
+                         "e.g. 8,16,32,64,128")
     ap.add_argument("--no-batchnorm", action="store_true")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--iters", type=int, default=50000, help="phase 1 iterations, positives only (paper 50,000)")
@@ -193,8 +206,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="phase 1 learning rate: constant (paper) or poly, lr·(1 − it/iters)^0.9 down to the "
                          "fine-tuning lr")
     ap.add_argument("--init-from", default=None,
-                    help="start a new run from these weights (.pt of the same width, or a training checkpoint) "
-                         "instead of from scratch")
+                    help="start a new run from these weights (.pt or training checkpoint; its moving average when "
+                         "it has one) instead of from scratch; a narrower network is widened without changing "
+                         "what it computes (net.widen_state_dict)")
     ap.add_argument("--ema", type=float, default=0.0,
                     help="exponential moving average of the weights (and BatchNorm statistics) with this decay per "
                          "iteration, e.g. 0.999; validation and the exported model use the average (0 = off)")
@@ -240,12 +254,15 @@ def phase_lr(args: argparse.Namespace, phase: int, step: int) -> float:
 
 
 def initial_weights(path: str) -> dict:
-    """The state dict of a shipped .pt model or of a training checkpoint (for --init-from)."""
+    """The state dict of a shipped .pt model or of a training checkpoint (for --init-from); of a checkpoint's
+    moving average when it has one (that is what the run exported)."""
     import torch  # noqa: PLC0415
 
     if not os.path.isfile(path):
         raise SystemExit(f"--init-from: no such file: {path}")
     blob = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(blob, dict) and isinstance(blob.get("ema"), dict):
+        return {k[len("module."):]: v for k, v in blob["ema"].items() if k.startswith("module.")}
     for key in ("model", "state_dict"):
         if isinstance(blob, dict) and key in blob and isinstance(blob[key], dict):
             return blob[key]
@@ -256,7 +273,8 @@ def train(args: argparse.Namespace) -> int:
     import torch  # noqa: PLC0415
 
     from ..data.dataset import Dataset  # noqa: PLC0415
-    from .net import TwoStreamNet, autocast, prepare_for_device, resolve_device, two_stream_loss  # noqa: PLC0415
+    from .net import (TwoStreamNet, autocast, prepare_for_device, resolve_device, two_stream_loss,  # noqa: PLC0415
+                      widen_state_dict)
 
     torch.set_num_threads(max(1, args.threads))
     os.makedirs(args.run_dir, exist_ok=True)
@@ -275,7 +293,7 @@ def train(args: argparse.Namespace) -> int:
         else:
             ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
             saved = ckpt["args"]
-            for k in ("width", "fc_width", "no_batchnorm", "batch_size", "seed", "lr", "finetune_lr", "momentum",
+            for k in ("width", "fc_width", "channels", "no_batchnorm", "batch_size", "seed", "lr", "finetune_lr", "momentum",
                       "weight_decay", "warmup", "iters", "finetune_iters", "lr_schedule", "init_from", "ema"):
                 if not args.export_only and k in saved and getattr(args, k) != saved[k]:
                     log(f"resume: --{k.replace('_', '-')} {getattr(args, k)} differs from the checkpoint's "
@@ -285,7 +303,7 @@ def train(args: argparse.Namespace) -> int:
                     setattr(args, k, saved[k])
 
     torch.manual_seed(args.seed)
-    net = TwoStreamNet(args.width, args.fc_width, batchnorm=not args.no_batchnorm)
+    net = TwoStreamNet(args.width, args.fc_width, batchnorm=not args.no_batchnorm, channels=args.channels)
     net = prepare_for_device(net, device)
     opt = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
@@ -299,9 +317,17 @@ def train(args: argparse.Namespace) -> int:
         log(f"{'loaded' if args.export_only else 'resumed from'} {ckpt_path} at iteration {state['step']}")
 
     if ckpt is None and args.init_from:
-        net.load_state_dict(initial_weights(args.init_from))
+        weights = initial_weights(args.init_from)
+        narrower = any(k in weights and weights[k].shape != v.shape for k, v in net.state_dict().items())
+        if narrower:
+            try:
+                weights = widen_state_dict(net, weights)
+            except ValueError as e:
+                raise SystemExit(f"--init-from {args.init_from}: cannot start this network from it ({e})") from None
+        net.load_state_dict(weights)
         state["init_from"] = os.path.abspath(args.init_from)
-        log(f"initialised from {args.init_from}")
+        state["init_widened"] = narrower
+        log(f"initialised from {args.init_from}" + (" (widened)" if narrower else ""))
     # SGD at a constant lr leaves the weights jittering around a minimum (the val IOU moves by several points
     # from one check to the next); their running average sits nearer its centre
     ema = weight_average(net, args.ema) if args.ema > 0 else None
@@ -464,8 +490,10 @@ def init_line(state: dict) -> str:
     src = state.get("init_from")
     if not src:
         return "- from scratch (no pretrained VGG available offline), He-normal init, bilinear-initialised upsamplers"
+    widened = (", widened to this network's channels by copying its weights and zeroing the weights that read "
+               "the new channels (same function at the start)") if state.get("init_widened") else ""
     return (f"- initialised from `{rel(src)}` (an earlier run of this recipe, itself trained from scratch: no "
-            "pretrained VGG is available offline); the iterations below are this run's")
+            f"pretrained VGG is available offline){widened}; the iterations below are this run's")
 
 
 def write_card(path, args, ds, state, metrics, curve, net, status, files) -> None:
@@ -533,7 +561,7 @@ def write_card(path, args, ds, state, metrics, curve, net, status, files) -> Non
         lines += ["", "Training loss (weighted sum, mean over the preceding log interval): " + ", ".join(
             f"{h['step']}: {h['loss']:.3f}" for h in losses[:: max(1, len(losses) // 12)])]
     cmd = (f"python -m facecap_core.segment.train --data {rel(args.data)} --out {rel(args.out)} --width {args.width} "
-           f"--fc-width {args.fc_width} --batch-size {args.batch_size} --warmup {args.warmup} --iters {args.iters} --finetune-iters "
+           + (f"--channels {','.join(str(c) for c in args.channels)} " if args.channels else "") + f"--fc-width {args.fc_width} --batch-size {args.batch_size} --warmup {args.warmup} --iters {args.iters} --finetune-iters "
            f"{args.finetune_iters} --lr {args.lr} --lr-schedule {getattr(args, 'lr_schedule', 'constant')} --seed {args.seed} "
            f"--threads {args.threads} --run-dir {rel(args.run_dir)}" + (f" --ema {args.ema}" if args.ema > 0 else "")
            + (f" --init-from {rel(state['init_from'])}" if state.get("init_from") else ""))
