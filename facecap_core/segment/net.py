@@ -49,6 +49,14 @@ def scaled_channels(channels: int, width: float) -> int:
     return max(4, int(round(channels * width / 4.0)) * 4)
 
 
+def checked_channels(channels) -> list[int]:
+    """Per-block channel counts as a list of ints; ValueError unless there is one positive count per VGG block."""
+    channels = [int(c) for c in channels]
+    if len(channels) != len(VGG_BLOCKS) or min(channels) < 1:
+        raise ValueError(f"channels needs {len(VGG_BLOCKS)} positive counts (one per VGG block), got {channels}")
+    return channels
+
+
 def _conv_block(c_in: int, c_out: int, n: int, batchnorm: bool) -> nn.Sequential:
     layers = []
     for i in range(n):
@@ -111,10 +119,7 @@ class TwoStreamNet(nn.Module):
         self.config = {"width": float(width), "fc_width": int(fc_width), "batchnorm": bool(batchnorm),
                        "num_classes": int(num_classes)}
         if channels is not None:
-            if len(channels) != len(VGG_BLOCKS) or min(channels) < 1:
-                raise ValueError(f"channels needs {len(VGG_BLOCKS)} positive counts (one per VGG block), "
-                                 f"got {channels}")
-            self.config["channels"] = [int(c) for c in channels]
+            self.config["channels"] = checked_channels(channels)
             ch = list(self.config["channels"])
         else:
             ch = [scaled_channels(c, width) for c, _ in VGG_BLOCKS]

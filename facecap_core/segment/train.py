@@ -171,13 +171,13 @@ def _atomic_torch_save(obj, path: str) -> None:
 
 # ------------------------------------------------------------------------------------------------- training
 def _channel_list(text: str) -> list[int]:
+    from .net import checked_channels  # noqa: PLC0415
+
     try:
-        channels = [int(c) for c in text.split(",")]
+        return checked_channels(text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--channels wants five comma-separated integers, got {text!r}") from None
-    if len(channels) != 5 or min(channels) < 1:
-        raise argparse.ArgumentTypeError(f"--channels wants five positive integers, got {text!r}")
-    return channels
+        raise argparse.ArgumentTypeError(f"--channels wants five comma-separated positive integers, got {text!r}"
+                                         ) from None
 
 
 def parse_args(argv=None) -> argparse.Namespace:
