@@ -26,8 +26,10 @@ def _tiny_dataset(root, n=12, seed=0):
             inside = ((xx - 64) / 30) ** 2 + ((yy - 60) / 40) ** 2 < 1
             img[i][inside] = (210, 160, 130)
             mask[i][inside] = 1
-        arrays = {"image": img, "mask": mask, "landmarks": np.zeros((n, 73, 2), np.float32),
-                  "visible": np.zeros((n, 73), bool), "is_negative": neg,
+        t = np.linspace(0, 2 * np.pi, 73, endpoint=False)  # landmarks on the face's outline (what occluders use)
+        lm = np.where(neg[:, None, None], np.nan, np.stack([64 + 30 * np.cos(t), 60 + 40 * np.sin(t)], 1)[None])
+        arrays = {"image": img, "mask": mask, "landmarks": lm.astype(np.float32),
+                  "visible": ~neg[:, None].repeat(73, 1), "is_negative": neg,
                   "source": np.where(neg, "negative", "synthetic"), "augmentation": np.where(neg, "negative", "perturb"),
                   "subject": np.where(neg, "negative", f"s-{split}"), "ops": np.array(["none"] * n)}
         f = shard_name("segmentation", split, 0)
@@ -64,22 +66,45 @@ def test_resume_matches_uninterrupted_and_writes_card(tmp_path):
     data = _tiny_dataset(str(tmp_path / "data"))
     a_out, a_run = str(tmp_path / "a" / "seg"), str(tmp_path / "a" / "run")
     b_out, b_run = str(tmp_path / "b" / "seg"), str(tmp_path / "b" / "run")
-    assert main(_args(data, a_out, a_run)) == 0
-    assert main(_args(data, b_out, b_run, "--stop-at", "3")) == 0  # stops in phase 1 (and exports, in progress)
+    online = ("--online-augment", "0.5", "--occluders", str(tmp_path / "none"), "--backgrounds", str(tmp_path / "none"))
+    assert main(_args(data, a_out, a_run, *online)) == 0
+    assert main(_args(data, b_out, b_run, *online, "--stop-at", "3")) == 0  # stops in phase 1 (exports, in progress)
     assert "training in progress: 3 of 7" in open(b_out + ".md").read()
-    assert main(_args(data, b_out, b_run, "--resume")) == 0  # crosses into phase 2
+    assert main(_args(data, b_out, b_run, "--resume")) == 0  # crosses into phase 2; keeps --online-augment
     sa = torch.load(a_out + ".pt", weights_only=True)["state_dict"]
     sb = torch.load(b_out + ".pt", weights_only=True)["state_dict"]
     for k in sa:
         assert torch.allclose(sa[k].float(), sb[k].float(), atol=1e-6), k
     card = open(a_out + ".md").read()
     assert "**Status: trained.**" in card and "0.5·CE(DeconvNet)" in card and "generated" in card
-    assert "--resume" in card
+    assert "--resume" in card and "online augmentation" in card and "--online-augment 0.5" in card
     meta = json.loads(torch.load(a_out + ".pt", weights_only=True)["meta"])
     assert meta["iterations"] == 7
     seg = Segmenter.load(a_out + ".onnx")
     assert seg.predict(np.zeros((2, 128, 128, 3), np.uint8)).shape == (2, 128, 128)
     assert os.path.getsize(a_out + ".pt") < 20e6 and os.path.getsize(a_out + ".onnx") < 20e6
+
+
+def test_online_augmentation_is_seeded_and_keeps_labels_consistent(tmp_path):
+    from facecap_core.data.dataset import Dataset
+    from facecap_core.segment.train import OnlineAugmenter
+
+    view = Dataset(_tiny_dataset(str(tmp_path / "data"))).view("segmentation", "train")
+    batch = next(view.batches(12))
+    before = {k: v.copy() for k, v in batch.items() if isinstance(v, np.ndarray)}
+    aug = OnlineAugmenter(1.0, None, None)  # procedural occluders and backgrounds
+    im1, m1 = aug(batch, np.random.default_rng(3))
+    im2, m2 = aug(batch, np.random.default_rng(3))
+    assert np.array_equal(im1, im2) and np.array_equal(m1, m2)  # a resumed run sees the same crops
+    assert all(np.array_equal(before[k], batch[k], equal_nan=before[k].dtype.kind == "f") for k in before)  # untouched
+    assert im1.shape == batch["image"].shape and im1.dtype == np.uint8 and set(np.unique(m1)) <= {0, 1}
+    pos = ~batch["is_negative"]
+    changed = [not np.array_equal(m1[i], batch["mask"][i]) for i in np.flatnonzero(pos)]
+    assert sum(changed) >= len(changed) // 2  # occluders / jitter moved most face masks
+    assert not m1[~pos].any()  # negatives stay face-free
+    assert (m1[pos].sum((1, 2)) > 0).all()  # no positive lost its whole face
+    im0, m0 = OnlineAugmenter(0.0, None, None)(batch, np.random.default_rng(3))
+    assert np.array_equal(im0, batch["image"]) and np.array_equal(m0, batch["mask"])
 
 
 def test_poly_schedule_decays_to_the_finetune_lr():
