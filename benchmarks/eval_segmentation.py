@@ -2,7 +2,7 @@
 
 Faces: the real labelled photos of the **test identities** (facecap_core.data.splits), ground truth = the data
 engine's mask (skin-refined teacher oval, design §5), cropped to 128×128 around the landmark box with the middle
-training margin (1.75; detection is measured separately, on the full frames). Three sets: clean, + a pasted
+training margin (1.75, `--margin`; detection is measured separately, on the full frames). Three sets: clean, + a pasted
 hand, + random rectangles (augment.py, fixed seed; real hand cut-outs when the occluder cache exists).
 
 Maps: the network's training-mode outputs (DeconvNet stream, FCN stream, fused) of `--model`; "naive average" is
@@ -12,7 +12,7 @@ that of the mirrored crop (`Segmenter.flip_average`, `facecap segment --flip-ave
 median. Without a model file the script runs end to end on an **oracle-noise** map (the ground truth blurred,
 with noise and holes) and says so: that checks the script and the graph cut, not a network.
 
-    python benchmarks/eval_segmentation.py [--model models/segmenter_lite.pt] [--limit N] [--threads 1]
+    python benchmarks/eval_segmentation.py [--model models/segmenter_lite.pt] [--limit N] [--threads 1] [--margin 1.75]
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def metrics(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float, float]:
     return float(iou), float(np.mean(pred == gt)), float(recall)
 
 
-def load_test_faces(limit: int | None, seed: int):
+def load_test_faces(limit: int | None, seed: int, margin: float = MARGIN):
     from facecap_core.data.occluders import OccluderLibrary
     from facecap_core.data.real import load_real_labels, read_frame, real_sample
     from facecap_core.rig.model import load_rig
@@ -69,7 +69,7 @@ def load_test_faces(limit: int | None, seed: int):
             continue
         s = real_sample(lb, image, others=[o for o in by_image[lb.file] if o is not lb])
         frames.append((image, s.mask, lb))
-        c = crop_face(s, 128, MARGIN)
+        c = crop_face(s, 128, margin)
         sets["clean"].append(c)
         sets["hand"].append(add_hand(c, rng, occ))
         sets["rectangles"].append(add_random_rectangles(c, rng))
@@ -148,11 +148,15 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--no-detect", action="store_true", help="skip the full-frame (Viola-Jones) section")
+    ap.add_argument("--margin", type=float, default=MARGIN,
+                    help="crop side / landmark-box side (training draws 1.25-2.3; smaller = the face fills more of "
+                         "the crop)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    sets, frames, n_ids = load_test_faces(args.limit, args.seed)
+    sets, frames, n_ids = load_test_faces(args.limit, args.seed, args.margin)
     n = len(sets["clean"])
-    print(f"held-out real faces: {n} photos of {n_ids} test identities (loaded in {time.perf_counter() - t0:.0f} s)")
+    print(f"held-out real faces: {n} photos of {n_ids} test identities, crop margin {args.margin} "
+          f"(loaded in {time.perf_counter() - t0:.0f} s)")
     net = None
     if os.path.isfile(args.model):
         import torch
