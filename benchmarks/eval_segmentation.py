@@ -1,9 +1,11 @@
 """Segmentation accuracy on held-out real faces (design §8) and the paper's Table 1 on our data.
 
 Faces: the real labelled photos of the **test identities** (facecap_core.data.splits), ground truth = the data
-engine's mask (skin-refined teacher oval, design §5), cropped to 128×128 around the landmark box with the middle
-training margin (1.75, `--margin`; detection is measured separately, on the full frames). Three sets: clean, + a pasted
-hand, + random rectangles (augment.py, fixed seed; real hand cut-outs when the occluder cache exists).
+engine's mask (skin-refined teacher oval, design §5), cropped to 128×128 around the landmark box with the
+pipeline's margin (`viola_jones.TRAINING_MARGIN`, 1.75, the middle of the training range; `--margin`; detection is
+measured separately, on the full frames). Three sets: clean, + a pasted hand, + random rectangles (augment.py,
+fixed seed; real hand cut-outs when the occluder cache exists). Hands are sized by the face, rectangles by the crop,
+so with a smaller `--margin` the rectangles cover less of the face.
 
 Maps: the network's training-mode outputs (DeconvNet stream, FCN stream, fused) of `--model`; "naive average" is
 the mean of the two streams' probabilities. Each ± graph cut (λ = 10, σ = 5). Metrics per image, then averaged:
@@ -13,6 +15,7 @@ median. Without a model file the script runs end to end on an **oracle-noise** m
 with noise and holes) and says so: that checks the script and the graph cut, not a network.
 
     python benchmarks/eval_segmentation.py [--model models/segmenter_lite.pt] [--limit N] [--threads 1] [--margin 1.75]
+                                           [--split test|val]
 """
 from __future__ import annotations
 
@@ -29,9 +32,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from facecap_core.data.augment import add_hand, add_random_rectangles  # noqa: E402
 from facecap_core.data.build import crop_face  # noqa: E402
 from facecap_core.data.paths import CACHE, DEFAULT_FACES, DEFAULT_OCCLUDERS  # noqa: E402
+from facecap_core.detect.viola_jones import TRAINING_MARGIN  # noqa: E402
 from facecap_core.segment.graphcut import GraphCutRefiner  # noqa: E402
 
-MARGIN = 1.75
+MARGIN = TRAINING_MARGIN  # the pipeline's crop
 
 
 def metrics(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float, float]:
@@ -44,7 +48,7 @@ def metrics(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float, float]:
     return float(iou), float(np.mean(pred == gt)), float(recall)
 
 
-def load_test_faces(limit: int | None, seed: int, margin: float = MARGIN):
+def load_test_faces(limit: int | None, seed: int, margin: float = MARGIN, split: str = "test"):
     from facecap_core.data.occluders import OccluderLibrary
     from facecap_core.data.real import load_real_labels, read_frame, real_sample
     from facecap_core.rig.model import load_rig
@@ -53,7 +57,7 @@ def load_test_faces(limit: int | None, seed: int, margin: float = MARGIN):
     by_image = {}
     for lb in labels:
         by_image.setdefault(lb.file, []).append(lb)
-    test = [lb for lb in labels if lb.split == "test"]
+    test = [lb for lb in labels if lb.split == split]
     if limit:
         test = test[:limit]
     try:
@@ -151,11 +155,13 @@ def main(argv=None):
     ap.add_argument("--margin", type=float, default=MARGIN,
                     help="crop side / landmark-box side (training draws 1.25-2.3; smaller = the face fills more of "
                          "the crop)")
+    ap.add_argument("--split", choices=("test", "val"), default="test",
+                    help="identities to evaluate on: test (report) or val (to choose settings such as --margin)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    sets, frames, n_ids = load_test_faces(args.limit, args.seed, args.margin)
+    sets, frames, n_ids = load_test_faces(args.limit, args.seed, args.margin, args.split)
     n = len(sets["clean"])
-    print(f"held-out real faces: {n} photos of {n_ids} test identities, crop margin {args.margin} "
+    print(f"held-out real faces: {n} photos of {n_ids} {args.split} identities, crop margin {args.margin} "
           f"(loaded in {time.perf_counter() - t0:.0f} s)")
     net = None
     if os.path.isfile(args.model):
