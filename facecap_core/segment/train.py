@@ -17,8 +17,7 @@ The paper's recipe, from scratch (no pretrained VGG can be downloaded here; Batc
   The dataset holds every base face with a fixed handful of augmentations, which the network learns by heart
   (v4 fits occluded training crops at IOU 0.795 against 0.731 on validation); fresh ones keep coming;
 * fixed seed: batch order depends only on (seed, phase, epoch), flips and online augmentation on (seed, step), so
-  a resumed run sees
-  the same batches as an uninterrupted one.
+  a resumed run sees the same batches as an uninterrupted one.
 
 Progress: tqdm, a log line every `--log-every` iterations (loss parts, lr, speed) and validation IOU / global /
 ave(face) (design §8, threshold 0.5) on a fixed val subset every `--val-every`. Checkpoints (model, optimiser,
@@ -273,7 +272,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "iteration, e.g. 0.999; validation and the exported model use the average (0 = off)")
     ap.add_argument("--online-augment", type=float, default=0.0,
                     help="probability that a training sample is augmented again on the fly (a fresh occluder, crop "
-                         "jitter, photometric changes; see ONLINE_POLICY); 0 = off")
+                         "jitter, photometric changes; see online_policy); 0 = off")
     ap.add_argument("--occluders", default=DEFAULT_OCCLUDERS,
                     help="occluder folder for --online-augment (procedural occluders when missing)")
     ap.add_argument("--backgrounds", default=DEFAULT_BACKGROUNDS,
