@@ -103,6 +103,69 @@ def test_graph_cut_removes_hair_and_hand_keeps_skin(rig):
     assert mask[hard].mean() > 0.99
 
 
+def _plain_face(lm, size=(220, 240), seed=0, shade=None, shade_factor=0.55):
+    """Skin oval framed by dark hair (outside the oval, above the mouth) on the background, white eyes, dark brows,
+    red lips; ``shade`` (bool (H, W)) darkened by ``shade_factor`` (side light); noisy and slightly blurred."""
+    import cv2
+
+    w, h = size
+    img = np.empty((h, w, 3), np.float64)
+    img[:] = BG
+    oval = S.oval_mask((h, w), lm) > 0
+    head = cv2.dilate(oval.astype(np.uint8), np.ones((25, 25), np.uint8)) > 0
+    img[head & (np.arange(h)[:, None] < lm[13, 1])] = HAIR
+    img[oval] = SKIN
+    for poly, col in ((S.EYE_R, (240, 240, 240)), (S.EYE_L, (240, 240, 240)), (S.BROW_R, (80, 60, 40)),
+                      (S.BROW_L, (80, 60, 40)), (S.LIPS_OUTER, (170, 80, 80))):
+        img[S._poly((h, w), lm[list(poly)]) > 0] = col
+    if shade is not None:
+        img[shade & oval] *= shade_factor
+    img += np.random.default_rng(seed).normal(0, 6, img.shape)
+    return cv2.GaussianBlur(np.clip(img, 0, 255).astype(np.uint8), (3, 3), 0)
+
+
+def test_dark_eye_sockets_are_face(rig):
+    """Design §5: the eyes are face, and so is the dark skin around them (shadowed sockets, make-up) that the
+    colour models alone would call non-skin."""
+    lm = _landmarks(rig)
+    img = _plain_face(lm)
+    socket = (S.eye_socket_mask(img.shape, lm, 3) > 0) & ~(S.hard_face_mask(img.shape, lm) > 0)
+    assert socket.sum() > 150
+    img[socket] = (95, 62, 50)  # a deep shadow of the skin's hue
+    mask = S.face_mask(img, lm)
+    assert mask[socket].mean() > 0.9, mask[socket].mean()
+
+
+def test_grey_bangs_over_the_forehead_are_cut(rig):
+    """In a grey-scale photo, dark bangs reaching down to the brows cover the forehead's skin seeds: they must be
+    recognised as hair (cut out), not learnt as skin."""
+    lm = _landmarks(rig)
+    # hard side light: the image-left half (and its cheek seeds) in deep shadow, which widens the seeds' spread
+    left = np.arange(220)[None, :] < lm[1, 0] - 12
+    img = _plain_face(lm, shade=np.repeat(left, 240, 0), shade_factor=0.3).astype(np.float64)
+    oval = S.oval_mask(img.shape, lm) > 0
+    brow_top = lm[list(L.BROW_R_UPPER + L.BROW_L_UPPER), 1].min()
+    bangs = np.zeros(oval.shape, bool)
+    bangs[: int(brow_top) - 1] = True
+    img[bangs] = HAIR
+    grey = np.repeat(img.mean(2, keepdims=True), 3, axis=2).astype(np.uint8)
+    assert ((S.skin_seed_mask(grey.shape, lm) == 4) & bangs).sum() > 0.8 * (S.skin_seed_mask(grey.shape, lm) == 4).sum()
+    mask = S.face_mask(grey, lm)
+    below = oval & ~bangs & ~(S.hard_face_mask(grey.shape, lm) > 0)
+    assert mask[bangs & oval].mean() < 0.1, mask[bangs & oval].mean()
+    assert mask[below].mean() > 0.9, mask[below].mean()
+
+
+def test_shaded_half_face_stays_face(rig):
+    """Side lighting: one half of the face in shadow (same chroma, darker) is still face in a colour photo."""
+    lm = _landmarks(rig)
+    shade = np.repeat(np.arange(220)[None, :] > lm[1, 0] + 12, 240, 0)  # right of the nose tip, clear of the seeds
+    img = _plain_face(lm, shade=shade)
+    shade &= S.oval_mask(img.shape, lm) > 0
+    mask = S.face_mask(img, lm)
+    assert mask[shade].mean() > 0.9, mask[shade].mean()
+
+
 def _face_mask_polygon(lm):
     """A surgical face mask worn over mouth and nose: the lower face from the nose bridge's middle down, a little
     wider than the face (it reaches over the cheeks and the jaw line)."""

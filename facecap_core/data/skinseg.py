@@ -11,8 +11,10 @@ This replaces the paper's semi-automatic labelling tool. Given an RGB image and 
    and grey-scale photos still separate): smoothed 3D colour histograms.
 
    * skin: pixels of confidently-skin regions (both cheeks, nose bridge, the forehead centre just above the brows),
-     robustified: a seed pixel far (Mahalanobis) from the cheek/nose colour is dropped (bangs over the forehead,
-     a hand on a cheek do not poison the model);
+     robustified: the forehead region is dropped when its median is darker than, or of another chroma from, the
+     cheeks' and nose's (bangs down to the brows), and a seed pixel far (Mahalanobis) from the cheek/nose colour is
+     dropped (a hand on a cheek, stray hair do not poison the model). In colour images the histogram is smoothed
+     more along L than along chroma, so a shadowed cheek of the skin's hue stays skin;
    * non-skin: a ring just outside the oval (hair, background, collar …) minus the pixels that look like skin
      (neck, ears), plus the seed pixels rejected above.
 
@@ -30,7 +32,9 @@ This replaces the paper's semi-automatic labelling tool. Given an RGB image and 
    ``work_size`` px wide: unary = −log colour likelihood + a spatial prior that favours face deep inside the oval
    (distance to the oval border) and is neutral near it; 8-connected contrast-sensitive pairwise term
    λ·exp(−β‖I_i − I_j‖²) (β from the mean colour contrast, GrabCut-style). Outside the oval: hard non-face;
-   hard-face regions: hard face.
+   hard-face regions: hard face. The eye sockets (brow to upper lid, and a ring around each eye) get a stronger
+   face-ward prior: shadowed sockets, eyeliner and lashes are face (design §5), while a glasses frame's colour
+   evidence can still cut it. The colour log-likelihood ratio is capped (``llr_clip``) so the priors matter at all.
 5. Back at full resolution: the upsampled cut ∧ oval ∨ hard-face; small non-face specks (moles, pores, specular
    glints, < ``min_hole`` of the oval area) that do not touch the oval border are filled.
 
@@ -75,11 +79,18 @@ class SkinSegParams:
     lab_weights: tuple = (0.5, 1.0, 1.0)  # L, a, b scaling before binning (L counts less: shading)
     bins: int = 24  # histogram bins per channel
     hist_sigma: float = 1.0  # Gaussian smoothing of the histograms, bins
+    hist_sigma_l: float = 2.5  # … along L in colour images (shading: a shadowed cheek keeps the skin's chroma)
     seed_maha: float = 3.0  # seed pixels further than this (Mahalanobis, cheek/nose colour) are not skin seeds
+    forehead_delta: float = 18.0  # the forehead seeds are dropped when their median is this far from the cheeks'
+    #                               and nose's (weighted Lab units; bangs over the forehead, grey-scale photos too)
     pairwise: float = 6.0  # λ of the contrast-sensitive smoothness term (per 4-neighbour edge)
     prior_inner: float = 2.0  # log-odds in favour of face deep inside the oval (beards, eye-socket shadows)
     prior_border: float = 0.3  # log-odds in favour of face at the oval border (shadowed jaw lines)
     prior_depth: float = 0.12  # depth (fraction of oval width) at which the prior reaches prior_inner
+    prior_socket: float = 4.0  # log-odds for face in the eye sockets (brow to lid, and around the eye): dark
+    #                            shadows and make-up are face (design §5); a glasses frame's strong edge still cuts
+    llr_clip: float = 6.0  # |log skin/non-skin likelihood ratio| at most this (the histograms' floors reach ±15)
+    socket_dilate: float = 0.03  # the eye's ring in the socket region, fraction of the oval width
     skin_cr: tuple = (133.0, 185.0)  # generic skin chroma box (8-bit YCrCb) a seed region must fall in (colour images)
     skin_cb: tuple = (70.0, 130.0)
     bg_skin_percentile: float = 5.0  # ring pixels likelier than this percentile of the seeds are not non-skin samples
@@ -134,6 +145,18 @@ def hard_face_mask(shape, landmarks: np.ndarray, dilate_px: int = 0, mouth: bool
     return m & oval_mask(shape, lm)
 
 
+def eye_socket_mask(shape, landmarks: np.ndarray, dilate_px: int) -> np.ndarray:
+    """uint8 {0,1}: both eye sockets — the skin between the lower brow contour and the upper lid, and a ring of
+    ``dilate_px`` around each eye — within the oval. Often dark (shadow, make-up, lashes) yet face (design §5)."""
+    lm = np.asarray(landmarks, np.float64)[:, :2]
+    m = np.zeros(shape[:2], np.uint8)
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilate_px + 1, 2 * dilate_px + 1))
+    for brow, lid, eye in ((L.BROW_R_LOWER, L.EYE_R_UPPER, EYE_R), (L.BROW_L_LOWER, L.EYE_L_UPPER, EYE_L)):
+        m |= _poly(shape, cv2.convexHull(lm[list(brow + lid)].astype(np.float32)).reshape(-1, 2))
+        m |= cv2.dilate(_poly(shape, lm[list(eye)]), k)
+    return m & oval_mask(shape, lm)
+
+
 SEED_REGIONS = (CHEEK_R, CHEEK_L, NOSE_BRIDGE, FOREHEAD_C)
 
 
@@ -163,11 +186,11 @@ def _bin_index(feat: np.ndarray, bins: int, weights) -> np.ndarray:
     return (q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]
 
 
-def _histogram(idx: np.ndarray, bins: int, sigma: float) -> np.ndarray:
-    """Smoothed normalised 3D histogram as a flat (bins³,) log-density."""
+def _histogram(idx: np.ndarray, bins: int, sigma) -> np.ndarray:
+    """Smoothed normalised 3D histogram as a flat (bins³,) log-density; sigma in bins, one value or (L, a, b)."""
     h = np.bincount(idx.ravel(), minlength=bins ** 3).astype(np.float64).reshape(bins, bins, bins)
     n = h.sum()
-    if sigma > 0:
+    if np.any(np.asarray(sigma) > 0):
         from scipy.ndimage import gaussian_filter  # noqa: PLC0415
 
         h = gaussian_filter(h, sigma, mode="constant")
@@ -348,6 +371,12 @@ def face_mask(image: np.ndarray, landmarks: np.ndarray, params: SkinSegParams = 
     if len(core) < 20:
         core = feat[inside] if inside.sum() >= 20 else feat.reshape(-1, 3)
     mu = np.median(core, 0)
+    # bangs over the forehead centre (its colour far from the cheeks' and nose's): not skin seeds but hair samples
+    d_forehead = np.median(feat[seeds == 4], 0) - mu if 4 in regions else np.zeros(3)
+    d_forehead[0] = min(d_forehead[0], 0.0)  # a brighter forehead is lighting (or a bald head), not hair
+    if 4 in regions and len(regions) > 1 and np.linalg.norm(d_forehead) > params.forehead_delta:
+        regions.remove(4)
+        cand = np.isin(seeds, regions)
     cov = np.cov(core.T) + np.eye(3) * 4.0
     icov = np.linalg.inv(cov)
     dv = feat - mu
@@ -366,7 +395,8 @@ def face_mask(image: np.ndarray, landmarks: np.ndarray, params: SkinSegParams = 
         bad_seed |= occluder
     bins = params.bins
     idx = _bin_index(feat, bins, params.lab_weights)
-    log_skin = _histogram(idx[good], bins, params.hist_sigma)
+    sigma = (params.hist_sigma_l if colourful else params.hist_sigma, params.hist_sigma, params.hist_sigma)
+    log_skin = _histogram(idx[good], bins, sigma)
     # non-skin model: ring outside the oval, minus skin-looking pixels (neck, ears), plus rejected seeds
     kr = max(3, int(round(0.12 * params.work_size)))
     ring = (cv2.dilate(oval, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * kr + 1, 2 * kr + 1))) > 0) & (oval == 0)
@@ -378,12 +408,16 @@ def face_mask(image: np.ndarray, landmarks: np.ndarray, params: SkinSegParams = 
     if bg_pix.sum() < 20:  # oval touches the crop everywhere: a flat non-skin model
         log_bg = np.full(bins ** 3, -np.log(bins ** 3))
     else:
-        log_bg = _histogram(idx[bg_pix], bins, params.hist_sigma)
+        log_bg = _histogram(idx[bg_pix], bins, sigma)
     # spatial prior: log-odds for face rising from 0 at the oval border to prior_inner at prior_depth
     depth = cv2.distanceTransform(oval, cv2.DIST_L2, 3) / max(params.work_size, 1)
     prior = params.prior_border + (params.prior_inner - params.prior_border) * np.clip(depth / params.prior_depth, 0.0, 1.0)
+    socket = eye_socket_mask(shape, lms, max(1, int(round(params.socket_dilate * params.work_size)))) > 0
+    prior[socket] = np.maximum(prior[socket], params.prior_socket)
     prior[occluder] = 0.0
+    # the colour evidence is capped so that the sockets' prior and the smoothness term can overrule it
     ls, lb = log_skin[idx], log_bg[idx]
+    lb = np.clip(lb, ls - params.llr_clip, ls + params.llr_clip)
     unary_face = -(ls + 0.5 * prior)
     unary_bg = -(lb - 0.5 * prior)
     off = np.minimum(unary_face, unary_bg)
