@@ -84,11 +84,11 @@ class SkinSegParams:
     forehead_delta: float = 18.0  # the forehead seeds are dropped when their median is this far from the cheeks'
     #                               and nose's (weighted Lab units; bangs over the forehead, grey-scale photos too)
     pairwise: float = 6.0  # λ of the contrast-sensitive smoothness term (per 4-neighbour edge)
-    prior_inner: float = 2.0  # log-odds in favour of face deep inside the oval (beards, eye-socket shadows)
+    prior_inner: float = 2.0  # log-odds in favour of face deep inside the oval (stubble, shadows)
     prior_border: float = 0.3  # log-odds in favour of face at the oval border (shadowed jaw lines)
     prior_depth: float = 0.12  # depth (fraction of oval width) at which the prior reaches prior_inner
     prior_socket: float = 4.0  # log-odds for face in the eye sockets (brow to lid, and around the eye): dark
-    #                            shadows and make-up are face (design §5); a glasses frame's strong edge still cuts
+    #                            shadows and make-up are face (design §5); a glasses frame's colour can still cut
     llr_clip: float = 6.0  # |log skin/non-skin likelihood ratio| at most this (the histograms' floors reach ±15)
     socket_dilate: float = 0.03  # the eye's ring in the socket region, fraction of the oval width
     skin_cr: tuple = (133.0, 185.0)  # generic skin chroma box (8-bit YCrCb) a seed region must fall in (colour images)
@@ -372,11 +372,12 @@ def face_mask(image: np.ndarray, landmarks: np.ndarray, params: SkinSegParams = 
         core = feat[inside] if inside.sum() >= 20 else feat.reshape(-1, 3)
     mu = np.median(core, 0)
     # bangs over the forehead centre (its colour far from the cheeks' and nose's): not skin seeds but hair samples
-    d_forehead = np.median(feat[seeds == 4], 0) - mu if 4 in regions else np.zeros(3)
-    d_forehead[0] = min(d_forehead[0], 0.0)  # a brighter forehead is lighting (or a bald head), not hair
-    if 4 in regions and len(regions) > 1 and np.linalg.norm(d_forehead) > params.forehead_delta:
-        regions.remove(4)
-        cand = np.isin(seeds, regions)
+    if 4 in regions and len(regions) > 1:
+        d_forehead = np.median(feat[seeds == 4], 0) - mu
+        d_forehead[0] = min(d_forehead[0], 0.0)  # a brighter forehead is lighting (or a bald head), not hair
+        if np.linalg.norm(d_forehead) > params.forehead_delta:
+            regions.remove(4)
+            cand = np.isin(seeds, regions)
     cov = np.cov(core.T) + np.eye(3) * 4.0
     icov = np.linalg.inv(cov)
     dv = feat - mu
