@@ -51,6 +51,16 @@ def _landmarks(rig, size=(220, 240), width_px=130.0):
     return (p - c) * s + np.array([size[0] / 2, size[1] / 2 + 5])
 
 
+def _paint_face(img, lm):
+    """Paint skin inside the oval, white eyes, dark brows and red lips onto img (H, W, 3) float; returns the oval."""
+    oval = S.oval_mask(img.shape, lm) > 0
+    img[oval] = SKIN
+    for poly, col in ((S.EYE_R, (240, 240, 240)), (S.EYE_L, (240, 240, 240)), (S.BROW_R, (80, 60, 40)),
+                      (S.BROW_L, (80, 60, 40)), (S.LIPS_OUTER, (170, 80, 80))):
+        img[S._poly(img.shape, lm[list(poly)]) > 0] = col
+    return oval
+
+
 def _synthetic_face(lm, size=(220, 240), seed=0):
     """Image with skin inside the oval, darker features, a hair band across the top of the oval and a hand over
     the subject's left cheek (image right), plus the regions (bool) where each lies inside the oval."""
@@ -60,11 +70,7 @@ def _synthetic_face(lm, size=(220, 240), seed=0):
     w, h = size
     img = np.empty((h, w, 3), np.float64)
     img[:] = BG
-    oval = S.oval_mask((h, w), lm) > 0
-    img[oval] = SKIN
-    for poly, col in ((S.EYE_R, (240, 240, 240)), (S.EYE_L, (240, 240, 240)), (S.BROW_R, (80, 60, 40)),
-                      (S.BROW_L, (80, 60, 40)), (S.LIPS_OUTER, (170, 80, 80))):
-        img[S._poly((h, w), lm[list(poly)]) > 0] = col
+    oval = _paint_face(img, lm)
     # hair band: from the oval's top down to well above the brows
     top = lm[list(L.FACE_OVAL), 1].min()
     brow_top = lm[list(L.BROW_R_UPPER + L.BROW_L_UPPER), 1].min()
@@ -111,13 +117,9 @@ def _plain_face(lm, size=(220, 240), seed=0, shade=None, shade_factor=0.55):
     w, h = size
     img = np.empty((h, w, 3), np.float64)
     img[:] = BG
-    oval = S.oval_mask((h, w), lm) > 0
-    head = cv2.dilate(oval.astype(np.uint8), np.ones((25, 25), np.uint8)) > 0
+    head = cv2.dilate(S.oval_mask((h, w), lm), np.ones((25, 25), np.uint8)) > 0
     img[head & (np.arange(h)[:, None] < lm[13, 1])] = HAIR
-    img[oval] = SKIN
-    for poly, col in ((S.EYE_R, (240, 240, 240)), (S.EYE_L, (240, 240, 240)), (S.BROW_R, (80, 60, 40)),
-                      (S.BROW_L, (80, 60, 40)), (S.LIPS_OUTER, (170, 80, 80))):
-        img[S._poly((h, w), lm[list(poly)]) > 0] = col
+    oval = _paint_face(img, lm)
     if shade is not None:
         img[shade & oval] *= shade_factor
     img += np.random.default_rng(seed).normal(0, 6, img.shape)
@@ -149,7 +151,8 @@ def test_grey_bangs_over_the_forehead_are_cut(rig):
     bangs[: int(brow_top) - 1] = True
     img[bangs] = HAIR
     grey = np.repeat(img.mean(2, keepdims=True), 3, axis=2).astype(np.uint8)
-    assert ((S.skin_seed_mask(grey.shape, lm) == 4) & bangs).sum() > 0.8 * (S.skin_seed_mask(grey.shape, lm) == 4).sum()
+    forehead_seeds = S.skin_seed_mask(grey.shape, lm) == 4
+    assert (forehead_seeds & bangs).sum() > 0.8 * forehead_seeds.sum()
     mask = S.face_mask(grey, lm)
     below = oval & ~bangs & ~(S.hard_face_mask(grey.shape, lm) > 0)
     assert mask[bangs & oval].mean() < 0.1, mask[bangs & oval].mean()
