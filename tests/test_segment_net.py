@@ -10,7 +10,7 @@ F = torch.nn.functional
 
 from facecap_core.segment import ModelFileError, Segmenter  # noqa: E402
 from facecap_core.segment.net import (  # noqa: E402
-    FULL, LITE, LOSS_WEIGHTS, TwoStreamNet, build, fold_batchnorm, max_unpool, two_stream_loss, upsampler,
+    FULL, LITE, LOSS_WEIGHTS, TwoStreamNet, build, fold_batchnorm, max_unpool, soft_iou_loss, two_stream_loss, upsampler,
     widen_state_dict)
 from facecap_core.segment.segmenter import export_onnx, load_model, save_model  # noqa: E402
 
@@ -133,6 +133,40 @@ def test_loss_weighting_matches_manual():
     manual = 0.5 * ce(outs[0]) + 0.5 * ce(outs[1]) + 1.0 * ce(outs[2])
     assert float(total) == pytest.approx(float(manual), rel=1e-5)
     assert [float(p) for p in parts] == pytest.approx([float(ce(o)) for o in outs], rel=1e-5)
+
+
+def _logits_for(prob: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) face probabilities → (N, 2, H, W) logits whose softmax gives them back."""
+    logit = torch.log(prob) - torch.log1p(-prob)
+    return torch.stack([torch.zeros_like(logit), logit], 1)
+
+
+def test_soft_iou_loss_weighs_each_face_alike():
+    big = torch.zeros(1, 32, 32, dtype=torch.int64)
+    big[:, 4:28, 4:28] = 1
+    small = torch.zeros(1, 32, 32, dtype=torch.int64)
+    small[:, 12:16, 12:16] = 1
+    # the same share of each face missed: the IOU term sees the same loss, the cross-entropy sees the big face's
+    # error 36 times over
+    miss_big = torch.where(big.bool(), 1 - 1e-5, 1e-5).float()
+    miss_big[:, 4:28, 4:10] = 1e-5
+    miss_small = torch.where(small.bool(), 1 - 1e-5, 1e-5).float()
+    miss_small[:, 12:16, 12:13] = 1e-5
+    l_big = float(soft_iou_loss(_logits_for(miss_big), big))
+    l_small = float(soft_iou_loss(_logits_for(miss_small), small))
+    assert l_big == pytest.approx(0.25, abs=0.01) and l_small == pytest.approx(0.25, abs=0.01)
+    ce_big = float(torch.nn.functional.cross_entropy(_logits_for(miss_big), big))
+    ce_small = float(torch.nn.functional.cross_entropy(_logits_for(miss_small), small))
+    assert ce_big > 20 * ce_small
+    # a right answer costs nothing, and a face-free crop adds nothing (negatives are the CE's business)
+    assert float(soft_iou_loss(_logits_for(torch.where(big.bool(), 1 - 1e-5, 1e-5).float()), big)) < 0.01
+    empty = torch.zeros(2, 32, 32, dtype=torch.int64)
+    assert float(soft_iou_loss(torch.randn(2, 2, 32, 32), empty)) == 0.0
+    outs = [torch.randn(2, 2, 32, 32) for _ in range(3)]
+    target = torch.cat([big, empty[:1]])
+    base, _ = two_stream_loss(outs, target)
+    with_iou, _ = two_stream_loss(outs, target, iou_weight=2.0)
+    assert float(with_iou - base) == pytest.approx(2.0 * float(soft_iou_loss(outs[2], target)), rel=1e-5)
 
 
 def test_sgd_steps_reduce_loss():

@@ -224,12 +224,28 @@ class TwoStreamNet(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-def two_stream_loss(outputs, target: torch.Tensor, weights=LOSS_WEIGHTS):
-    """The paper's loss: Σ w_k · CE(logits_k, target) over (deconv, fcn, fused), w = (0.5, 0.5, 1.0).
-    outputs: three (N, 2, H, W) logits; target (N, H, W) int64 class ids. Returns (total, [ce_deconv, ce_fcn,
-    ce_fused]) with the parts detached."""
+def soft_iou_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean over the crops that hold any face of 1 − soft IOU(face probability, target); 0 when none does.
+    The metric (design §8) is an IOU per image, averaged: a face half hidden by a hand counts as much as a clean
+    one although it has half the pixels, which a per-pixel cross-entropy weighs half as much."""
+    p = face_probability(logits)
+    g = target.float()
+    has_face = g.flatten(1).sum(1) > 0
+    if not bool(has_face.any()):
+        return p.sum() * 0.0
+    inter = (p * g).flatten(1).sum(1)
+    union = (p + g - p * g).flatten(1).sum(1)
+    return (1.0 - inter / union.clamp_min(1e-6))[has_face].mean()
+
+
+def two_stream_loss(outputs, target: torch.Tensor, weights=LOSS_WEIGHTS, iou_weight: float = 0.0):
+    """The paper's loss: Σ w_k · CE(logits_k, target) over (deconv, fcn, fused), w = (0.5, 0.5, 1.0), plus
+    `iou_weight` · soft_iou_loss(fused) (0 = the paper's loss). outputs: three (N, 2, H, W) logits; target
+    (N, H, W) int64 class ids. Returns (total, [ce_deconv, ce_fcn, ce_fused]) with the parts detached."""
     parts = [F.cross_entropy(o.float(), target) for o in outputs]
     total = sum(w * p for w, p in zip(weights, parts))
+    if iou_weight:
+        total = total + iou_weight * soft_iou_loss(outputs[2], target)
     return total, [p.detach() for p in parts]
 
 

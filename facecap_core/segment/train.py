@@ -12,6 +12,8 @@ The paper's recipe, from scratch (no pretrained VGG can be downloaded here; Batc
 * phase 2: fine-tuning with negatives at lr 0.001 (`--finetune-iters`, paper 10,000); the dataset holds as many
   negatives as positives and batches are drawn from both, so about half of each batch is negative;
 * random horizontal flips (image and mask) on top of the dataset's own augmentation;
+* `--iou-loss W` (off by default, not the paper's): adds W · (1 − soft IOU) of the fused output per crop, so
+  training weighs every face as the per-image IOU metric does, however much of it an occluder hides;
 * `--online-augment P`: each training sample, with probability P, is augmented again on the fly
   (`augment.augment_for_segmentation` with `online_policy()`: a fresh occluder, crop jitter, photometric changes).
   The dataset holds every base face with a fixed handful of augmentations, which the network learns by heart
@@ -270,6 +272,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--ema", type=float, default=0.0,
                     help="exponential moving average of the weights (and BatchNorm statistics) with this decay per "
                          "iteration, e.g. 0.999; validation and the exported model use the average (0 = off)")
+    ap.add_argument("--iou-loss", type=float, default=0.0,
+                    help="weight of a per-crop soft-IOU term on the fused output added to the paper's loss "
+                         "(net.soft_iou_loss); 0 = the paper's loss")
     ap.add_argument("--online-augment", type=float, default=0.0,
                     help="probability that a training sample is augmented again on the fly (a fresh occluder, crop "
                          "jitter, photometric changes; see online_policy); 0 = off")
@@ -468,7 +473,7 @@ def train(args: argparse.Namespace) -> int:
             y = torch.from_numpy(mask.astype(np.int64)).to(device)
             with autocast(device):
                 outputs = net(x)
-            loss, parts = two_stream_loss(outputs, y)
+            loss, parts = two_stream_loss(outputs, y, iou_weight=getattr(args, "iou_loss", 0.0))
             if not torch.isfinite(loss):
                 log(f"non-finite loss at iteration {step} (lr {lr}): stopping; lower --lr or raise --warmup")
                 save_checkpoint()
@@ -604,7 +609,9 @@ def write_card(path, args, ds, state, metrics, curve, net, status, files) -> Non
         lines += ["", "**Some sources are non-commercial / research-only: so is this model.**"]
     lines += ["", "## Recipe", "",
               init_line(state),
-              "- loss 0.5·CE(DeconvNet) + 0.5·CE(FCN-8s) + 1.0·CE(fused)",
+              "- loss 0.5·CE(DeconvNet) + 0.5·CE(FCN-8s) + 1.0·CE(fused)"
+              + (f" + {args.iou_loss}·(1 − soft IOU(fused)) per crop with a face"
+                 if getattr(args, "iou_loss", 0.0) else ""),
               f"- phase 1 (positives only): SGD lr {args.lr}, momentum {args.momentum}, weight decay "
               f"{args.weight_decay}, linear warm-up from lr/10 over {args.warmup} iterations, {args.iters} iterations"
               + (", poly decay lr·(1 − it/iters)^0.9 (floored at the fine-tuning lr)"
