@@ -365,7 +365,7 @@ def train(args: argparse.Namespace) -> int:
             saved = ckpt["args"]
             for k in ("width", "fc_width", "channels", "no_batchnorm", "batch_size", "seed", "lr", "finetune_lr", "momentum",
                       "weight_decay", "warmup", "iters", "finetune_iters", "lr_schedule", "init_from", "ema",
-                      "online_augment", "occluders", "backgrounds"):
+                      "online_augment", "iou_loss", "occluders", "backgrounds"):
                 if not args.export_only and k in saved and getattr(args, k) != saved[k]:
                     log(f"resume: --{k.replace('_', '-')} {getattr(args, k)} differs from the checkpoint's "
                         f"{saved[k]}; using the new value" if k in ("iters", "finetune_iters")

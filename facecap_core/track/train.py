@@ -224,7 +224,8 @@ def write_card(path: str, reg: Regressor, size: int) -> None:
               f"--inits-per-sample {a['inits_per_sample']} --unknown-identity {a.get('unknown_identity', 0)}"
               + (" --no-masks" if a["no_masks"] else "")
               + (" --no-cutout" if a["no_cutout"] else "") + (f" --max-crops {a['max_crops']}" if a["max_crops"]
-                                                               else ""), "```", ""]
+                                                               else "")
+              + (f" --seed {a['seed']}" if a.get("seed") else ""), "```", ""]
     with open(path, "w") as f:
         f.write("\n".join(lines))
 
