@@ -66,11 +66,12 @@ def test_resume_matches_uninterrupted_and_writes_card(tmp_path):
     data = _tiny_dataset(str(tmp_path / "data"))
     a_out, a_run = str(tmp_path / "a" / "seg"), str(tmp_path / "a" / "run")
     b_out, b_run = str(tmp_path / "b" / "seg"), str(tmp_path / "b" / "run")
-    online = ("--online-augment", "0.5", "--occluders", str(tmp_path / "none"), "--backgrounds", str(tmp_path / "none"))
+    online = ("--online-augment", "0.5", "--occluders", str(tmp_path / "none"), "--backgrounds", str(tmp_path / "none"),
+              "--iou-loss", "0.5")
     assert main(_args(data, a_out, a_run, *online)) == 0
     assert main(_args(data, b_out, b_run, *online, "--stop-at", "3")) == 0  # stops in phase 1 (exports, in progress)
     assert "training in progress: 3 of 7" in open(b_out + ".md").read()
-    assert main(_args(data, b_out, b_run, "--resume")) == 0  # crosses into phase 2; keeps --online-augment
+    assert main(_args(data, b_out, b_run, "--resume")) == 0  # crosses into phase 2; keeps --online-augment, --iou-loss
     sa = torch.load(a_out + ".pt", weights_only=True)["state_dict"]
     sb = torch.load(b_out + ".pt", weights_only=True)["state_dict"]
     for k in sa:
@@ -78,6 +79,7 @@ def test_resume_matches_uninterrupted_and_writes_card(tmp_path):
     card = open(a_out + ".md").read()
     assert "**Status: trained.**" in card and "0.5·CE(DeconvNet)" in card and "generated" in card
     assert "--resume" in card and "online augmentation" in card and "--online-augment 0.5" in card
+    assert "0.5·(1 − soft IOU(fused))" in card and "--iou-loss 0.5" in card
     meta = json.loads(torch.load(a_out + ".pt", weights_only=True)["meta"])
     assert meta["iterations"] == 7
     seg = Segmenter.load(a_out + ".onnx")

@@ -649,6 +649,7 @@ def write_card(path, args, ds, state, metrics, curve, net, status, files) -> Non
            f"{args.finetune_iters} --lr {args.lr} --lr-schedule {getattr(args, 'lr_schedule', 'constant')} --seed {args.seed} "
            f"--threads {args.threads} --run-dir {rel(args.run_dir)}" + (f" --ema {args.ema}" if args.ema > 0 else "")
            + (f" --online-augment {args.online_augment}" if getattr(args, "online_augment", 0.0) > 0 else "")
+           + (f" --iou-loss {args.iou_loss}" if getattr(args, "iou_loss", 0.0) else "")
            + (f" --init-from {rel(state['init_from'])}" if state.get("init_from") else ""))
     lines += ["", "## Retrain / resume", "", "```", cmd, cmd + " --resume", "```", "",
               f"(checkpoint: `{rel(os.path.join(args.run_dir, CHECKPOINT))}`; not committed)", "", "## Files", ""]
