@@ -155,8 +155,8 @@ def test_soft_iou_loss_weighs_each_face_alike():
     l_big = float(soft_iou_loss(_logits_for(miss_big), big))
     l_small = float(soft_iou_loss(_logits_for(miss_small), small))
     assert l_big == pytest.approx(0.25, abs=0.01) and l_small == pytest.approx(0.25, abs=0.01)
-    ce_big = float(torch.nn.functional.cross_entropy(_logits_for(miss_big), big))
-    ce_small = float(torch.nn.functional.cross_entropy(_logits_for(miss_small), small))
+    ce_big = float(F.cross_entropy(_logits_for(miss_big), big))
+    ce_small = float(F.cross_entropy(_logits_for(miss_small), small))
     assert ce_big > 20 * ce_small
     # a right answer costs nothing, and a face-free crop adds nothing (negatives are the CE's business)
     assert float(soft_iou_loss(_logits_for(torch.where(big.bool(), 1 - 1e-5, 1e-5).float()), big)) < 0.01

@@ -80,6 +80,13 @@ def test_resume_matches_uninterrupted_and_writes_card(tmp_path):
     assert "**Status: trained.**" in card and "0.5·CE(DeconvNet)" in card and "generated" in card
     assert "--resume" in card and "online augmentation" in card and "--online-augment 0.5" in card
     assert "0.5·(1 − soft IOU(fused))" in card and "--iou-loss 0.5" in card
+    # a checkpoint from before an option existed still exports, with the option at its default
+    ckpt_path = os.path.join(b_run, "last.ckpt")
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    del ckpt["args"]["iou_loss"]
+    torch.save(ckpt, ckpt_path)
+    assert main(_args(data, b_out, b_run, "--export-only")) == 0
+    assert "soft IOU" not in open(b_out + ".md").read()
     meta = json.loads(torch.load(a_out + ".pt", weights_only=True)["meta"])
     assert meta["iterations"] == 7
     seg = Segmenter.load(a_out + ".onnx")

@@ -370,8 +370,8 @@ def train(args: argparse.Namespace) -> int:
                     log(f"resume: --{k.replace('_', '-')} {getattr(args, k)} differs from the checkpoint's "
                         f"{saved[k]}; using the new value" if k in ("iters", "finetune_iters")
                         else f"resume: keeping the checkpoint's --{k.replace('_', '-')} {saved[k]}")
-                if k not in ("iters", "finetune_iters") or args.export_only:
-                    setattr(args, k, saved[k])
+                if k in saved and (k not in ("iters", "finetune_iters") or args.export_only):
+                    setattr(args, k, saved[k])  # a key the checkpoint predates keeps its default (what that run did)
 
     torch.manual_seed(args.seed)
     net = TwoStreamNet(args.width, args.fc_width, batchnorm=not args.no_batchnorm, channels=args.channels)
@@ -473,7 +473,7 @@ def train(args: argparse.Namespace) -> int:
             y = torch.from_numpy(mask.astype(np.int64)).to(device)
             with autocast(device):
                 outputs = net(x)
-            loss, parts = two_stream_loss(outputs, y, iou_weight=getattr(args, "iou_loss", 0.0))
+            loss, parts = two_stream_loss(outputs, y, iou_weight=args.iou_loss)
             if not torch.isfinite(loss):
                 log(f"non-finite loss at iteration {step} (lr {lr}): stopping; lower --lr or raise --warmup")
                 save_checkpoint()
@@ -611,7 +611,7 @@ def write_card(path, args, ds, state, metrics, curve, net, status, files) -> Non
               init_line(state),
               "- loss 0.5·CE(DeconvNet) + 0.5·CE(FCN-8s) + 1.0·CE(fused)"
               + (f" + {args.iou_loss}·(1 − soft IOU(fused)) per crop with a face"
-                 if getattr(args, "iou_loss", 0.0) else ""),
+                 if args.iou_loss else ""),
               f"- phase 1 (positives only): SGD lr {args.lr}, momentum {args.momentum}, weight decay "
               f"{args.weight_decay}, linear warm-up from lr/10 over {args.warmup} iterations, {args.iters} iterations"
               + (", poly decay lr·(1 − it/iters)^0.9 (floored at the fine-tuning lr)"
@@ -649,7 +649,7 @@ def write_card(path, args, ds, state, metrics, curve, net, status, files) -> Non
            f"{args.finetune_iters} --lr {args.lr} --lr-schedule {getattr(args, 'lr_schedule', 'constant')} --seed {args.seed} "
            f"--threads {args.threads} --run-dir {rel(args.run_dir)}" + (f" --ema {args.ema}" if args.ema > 0 else "")
            + (f" --online-augment {args.online_augment}" if getattr(args, "online_augment", 0.0) > 0 else "")
-           + (f" --iou-loss {args.iou_loss}" if getattr(args, "iou_loss", 0.0) else "")
+           + (f" --iou-loss {args.iou_loss}" if args.iou_loss else "")
            + (f" --init-from {rel(state['init_from'])}" if state.get("init_from") else ""))
     lines += ["", "## Retrain / resume", "", "```", cmd, cmd + " --resume", "```", "",
               f"(checkpoint: `{rel(os.path.join(args.run_dir, CHECKPOINT))}`; not committed)", "", "## Files", ""]
