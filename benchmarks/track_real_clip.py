@@ -13,7 +13,11 @@ regressor keeps tracking under the occluder; the labels are the teacher's on the
 run the tracker frame by frame on the segmenter's masks as they are and on the same masks with the hand's pixels
 taken out: the difference is what the segmenter's errors on the hand cost the tracking.
 
+`--focal-scale K` runs with a focal K times the 60° guess (as `facecap track --focal` does), and `--regions` adds
+the error and vertical offset per face region (jaw, brows, nose, eyes, mouth).
+
     python benchmarks/track_real_clip.py [--clip videos/liveportrait__driving_d19.mp4] [--hand] [--no-segmentation]
+        [--focal-scale K] [--regions] [--tracker-model M] [--segmenter-model M]
 """
 from __future__ import annotations
 
@@ -71,7 +75,8 @@ def hand_over_face(frames: list, labels: dict, seed: int = 3) -> tuple[list, np.
     return out, covered
 
 
-def run_engine(frames, segmentation: bool, fps: float, tracker_model: str | None = None) -> tuple[list, float]:
+def run_engine(frames, segmentation: bool, fps: float, tracker_model: str | None = None, focal: float | None = None,
+               segmenter_model: str | None = None) -> tuple[list, float]:
     """Take frames of decoded frames through the engine (a CaptureSession over a temporary clip)."""
     import tempfile
 
@@ -80,9 +85,11 @@ def run_engine(frames, segmentation: bool, fps: float, tracker_model: str | None
 
     with tempfile.TemporaryDirectory() as tmp:
         path = write_clip(os.path.join(tmp, "clip.avi"), [f[2] for f in frames], fps)
-        options = EngineOptions(segmentation=segmentation)
+        options = EngineOptions(segmentation=segmentation, focal=focal)
         if tracker_model and segmentation:
             options.tracker_model = tracker_model
+        if segmenter_model:
+            options.segmenter_model = segmenter_model
         session = CaptureSession(path, options).start()
         got, t0 = [], time.perf_counter()
         while session.running:
@@ -119,6 +126,25 @@ def track_frame_by_frame(frames, clean, fps: float, hand_free: bool) -> list:
     return out
 
 
+REGIONS = {"jaw": range(0, 17), "brows": range(17, 27), "nose": range(27, 36), "eyes": range(36, 48),
+           "mouth": range(48, 68)}
+
+
+def region_table(frames: list, by_frame: dict) -> list[str]:
+    """Markdown rows: per region of the 68 points, the median over frames of its mean error and of its points'
+    vertical offset from the teacher's (both % IOD; negative = above)."""
+    err, dy = [], []
+    for f in frames:
+        lb = by_frame.get(f["index"])
+        if lb is not None and f["tracked"]:
+            d = (np.array(f["landmarks"])[:68] - lb.landmarks[:68]) / lb.iod * 100
+            err.append(np.linalg.norm(d, axis=1))
+            dy.append(d[:, 1])
+    err, dy = np.array(err), np.array(dy)
+    return [f"| {name} | {np.median(err[:, list(idx)].mean(1)):.2f} | {np.median(dy[:, list(idx)]):+.2f} |"
+            for name, idx in REGIONS.items()]
+
+
 def score(frames: list, by_frame: dict, only=None) -> np.ndarray:
     nme = []
     for f in frames:
@@ -136,6 +162,10 @@ def main() -> int:
     ap.add_argument("--hand", action="store_true", help="sweep a real hand across the face; compare both engines")
     ap.add_argument("--hand-seed", type=int, default=3, help="which hand and sweep (with --hand)")
     ap.add_argument("--tracker-model", default=None, help="the masked regressor to use (default: models/)")
+    ap.add_argument("--segmenter-model", default=None, help="the segmenter to use (default: models/)")
+    ap.add_argument("--focal-scale", type=float, default=None,
+                    help="run with focal = this × the 60° guess (`facecap track --focal`; default: the guess)")
+    ap.add_argument("--regions", action="store_true", help="also print the error per face region")
     args = ap.parse_args()
 
     labels = [lb for lb in load_real_labels(DEFAULT_FACES, CACHE, load_rig(), kinds=("video",))
@@ -159,7 +189,13 @@ def main() -> int:
     configs = [("segmentation + masked DDE", True), ("no segmentation", False)]
     if not args.hand:
         configs = configs[1:] if args.no_segmentation else configs[:1]
-    runs = [(name, *run_engine(frames, segmentation, source.fps, args.tracker_model)) for name, segmentation in configs]
+    focal = None
+    if args.focal_scale:
+        from facecap_core.rig.geometry import default_focal
+
+        focal = args.focal_scale * default_focal((source.width, source.height))
+    runs = [(name, *run_engine(frames, segmentation, source.fps, args.tracker_model, focal, args.segmenter_model))
+            for name, segmentation in configs]
     if args.hand:
         runs += [(f"frame by frame, {kind}", track_frame_by_frame(frames, clean, source.fps, hand_free), float("nan"))
                  for kind, hand_free in (("segmenter's masks", False), ("the same masks without the hand", True))]
@@ -171,6 +207,10 @@ def main() -> int:
             tracked = sum(f["tracked"] for f in got if only is None or only[f["index"]])
             print(f"| {label} | {tracked}/{n} | {len(nme)} | {np.median(nme):.2f} | {np.percentile(nme, 90):.2f} | "
                   f"{np.mean(nme < 5):.0%} | {fps:.1f} |")
+    if args.regions:
+        print(f"\nPer region ({runs[0][0]}; % IOD, medians over the labelled frames):\n")
+        print("| region | error | vertical offset from the teacher |\n|---|---|---|")
+        print("\n".join(region_table(runs[0][1], by_frame)))
     return 0
 
 

@@ -338,7 +338,9 @@ def _engine_options(p) -> None:
     p.add_argument("--segmenter-model", default=os.path.join(ROOT, "models", "segmenter_lite.onnx"),
                    help="segmenter model, .onnx (CPU, onnxruntime) or .pt (default: models/segmenter_lite.onnx)")
     p.add_argument("--focal", type=float, default=None, help="focal length in px if known (else a 60° guess, "
-                                                               "refined on key-frames)")
+                                                               "refined on key-frames; the regression then works "
+                                                               "through an 8× longer lens, as the teacher's "
+                                                               "labels do, and reports poses in the guess's camera)")
 
 
 

@@ -95,13 +95,12 @@ def test_one_fern_reduces_the_residual_it_was_fit_to():
 
 # ------------------------------------------------------------------------------------------- a tiny cascade
 @pytest.fixture(scope="module")
-def tiny(rig, shape_model):
-    """A 3-stage cascade trained on 160 synthetic renders (procedural textures), and its training set."""
+def tiny_rows(rig):
+    """Tracking rows of 160 synthetic renders (procedural textures), as the data engine writes them."""
     from facecap_core.data.augment import perturb_shape_params, warp_sample
     from facecap_core.data.build import Recipe, face_crop_affine, tracking_arrays
     from facecap_core.data.synth import SyntheticFaces
     from facecap_core.data.texture import procedural_library
-    from facecap_core.track.data import tracking_set
 
     gen = SyntheticFaces(rig, procedural_library(rig, 4, size=128), None, size=CROP_SIZE)
     gen.cfg.yaw_max = 35.0
@@ -118,6 +117,15 @@ def tiny(rig, shape_model):
         inits.append(row)
     rows = tracking_arrays(samples, ["perturb"] * len(samples), inits, recipe)
     rows.pop("init_perturbed")
+    return rows, gen
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_rows, shape_model):
+    """A 3-stage cascade trained on the tiny rows, its training set and the renderer."""
+    from facecap_core.track.data import tracking_set
+
+    rows, gen = tiny_rows
     data = tracking_set(rows, shape_model, np.random.default_rng(1))
     reg = train_cascade(shape_model, data, CascadeConfig(stages=3, ferns=40, points=200, beta=100.0),
                         log=lambda m: None)
@@ -140,6 +148,67 @@ def test_tiny_cascade_reduces_error_and_round_trips(tiny, shape_model, tmp_path)
     assert np.allclose(shape_model.landmarks(out2, data.identity, data.camera),
                        shape_model.landmarks(out, data.identity, data.camera), atol=1e-3)
     assert back.config == reg.config and len(back.stages) == 3
+
+
+def test_runtime_focal_estimates_see_the_60_degree_guess_and_d_carries_the_difference(tiny_rows, shape_model):
+    from facecap_core.rig.geometry import default_focal
+    from facecap_core.track.data import InitPolicy, tracking_set
+
+    rows, _ = tiny_rows
+    # the same faces 8× further away through an 8× longer lens (the long focals the teacher's labels have): the
+    # same image, with less perspective
+    far = np.array([1.0, 1.0, 8.0], np.float32)
+    rows = dict(rows, focal=rows["focal"] * 8, init_focal=rows["init_focal"] * 8,
+                translation=rows["translation"] * far, init_translation=rows["init_translation"] * far)
+    at_label = tracking_set(rows, shape_model, np.random.default_rng(1), 4)
+    at_guess = tracking_set(rows, shape_model, np.random.default_rng(1), 4, InitPolicy(runtime_focal_fraction=1.0))
+    # the same crops and estimates (the choice is drawn first); only the camera differs
+    assert np.array_equal(at_label.image_index, at_guess.image_index)
+    guessed = dict(rows, init_focal=np.stack([np.full(rows["init_focal"].shape[1], default_focal(s))
+                                              for s in rows["image_size"]]))
+    expect = tracking_set(guessed, shape_model, np.random.default_rng(1), 4)
+    assert np.allclose(at_guess.camera.focal, expect.camera.focal)
+    assert np.all(at_guess.camera.focal < 0.2 * at_label.camera.focal)
+    # either way the target reaches the true landmarks: the rig's projection moves and D makes up the difference
+    for data in (at_label, at_guess):
+        lm = shape_model.landmarks(data.target, data.identity, data.camera)
+        assert np.allclose(lm, data.landmarks[data.image_index], atol=1e-6)
+    shift = np.linalg.norm(at_guess.target.displacement - at_label.target.displacement, axis=-1)
+    assert np.median(shift) > 0.3  # crop px: the perspective of the two lenses differs
+    # a fraction of 0 leaves the earlier recipe's random stream alone
+    again = tracking_set(rows, shape_model, np.random.default_rng(1), 4, InitPolicy(runtime_focal_fraction=0.0))
+    assert np.array_equal(again.target.displacement, at_label.target.displacement)
+
+
+def test_without_a_focal_the_tracker_regresses_through_a_longer_lens_and_reports_the_guess(tiny, rig):
+    from facecap_core.rig.geometry import default_focal, euler_to_matrix
+    from facecap_core.track.tracker import GUESS_LENS_SCALE, FaceTracker
+
+    reg = tiny[0]
+    guessed = FaceTracker(reg, rig, image_size=(320, 240), keyframes=False)
+    assert guessed.lens_scale == GUESS_LENS_SCALE > 1
+    assert np.isclose(guessed.focal, default_focal((320, 240)))
+    assert np.isclose(guessed.track_focal, GUESS_LENS_SCALE * guessed.focal)
+    given = FaceTracker(reg, rig, image_size=(320, 240), focal=500.0, keyframes=False)
+    assert given.lens_scale == 1.0 and given.track_focal == given.focal == 500.0
+
+    R, t = euler_to_matrix(*np.radians([12.0, -6.0, 4.0])), np.array([3.0, -2.0, 60.0])
+    guessed.start(R, t, np.zeros(46))
+    _, R_in, t_in, _, _ = guessed.prev
+    assert t_in[2] > 6 * t[2]  # the regression's camera sees the face from much further away
+    assert np.allclose(guessed._reported(R_in, t_in), t)  # and the pose comes back as it went in
+
+    def reference_pixel(t, f):  # where the face's reference point lands, and its image scale
+        c = R @ guessed.model.reference + t
+        return f * c[:2] / c[2], f / c[2]
+
+    (p_in, s_in), (p_out, s_out) = reference_pixel(t_in, guessed.track_focal), reference_pixel(t, guessed.focal)
+    assert np.allclose(p_in, p_out) and np.isclose(s_in, s_out)
+    # the landmarks of the start state are those of the same face seen through the two lenses: close, not equal
+    plain = FaceTracker(reg, rig, image_size=(320, 240), focal=guessed.focal, keyframes=False)
+    plain.start(R, t, np.zeros(46))
+    gap = np.linalg.norm(guessed.prev[0] - plain.prev[0], axis=1)
+    assert 0 < np.median(gap) < 0.05 * np.ptp(plain.prev[0][:, 0])
 
 
 def test_corrupt_or_missing_model_gives_a_clear_error(tmp_path):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..rig.geometry import quat_to_matrix
+from ..rig.geometry import default_focal, quat_to_matrix
 from .cascade import TrackingSet, mean_rotation
 from .shape import CROP_SIZE, CropCamera, ShapeBatch, ShapeModel, rodrigues
 
@@ -64,6 +64,11 @@ class InitPolicy:
     # only the data engine's near-true identities, the masked regressor tracked a held-out clip at 8.5 % NME
     # until u was solved, against 4 % after (benchmarks/track_real_clip.py)
     unknown_identity_fraction: float = 0.3
+    # estimates seen through the camera the tracker runs with on footage of unknown focal (the 60° guess of
+    # rig.geometry.default_focal), instead of near the label's focal. The teacher's landmarks are fit best by long
+    # focals (median 9.6× the guess on the photos, 2-175× on the clips), so under the guess D has to carry a
+    # perspective difference that training at the label's focal never showed: the jaw came out 3-6 % IOD too high
+    runtime_focal_fraction: float = 0.0
 
 
 def _jitter(shape: ShapeBatch, rng, rot_deg: float, pos_px: float, scale: float) -> None:
@@ -87,7 +92,11 @@ def tracking_set(rows: dict, model: ShapeModel, rng: np.random.Generator, inits_
     sel = (img, choice.ravel())
 
     true_cam = CropCamera.from_affine(rows["crop_affine"][img], rows["focal"][img], rows["image_size"][img])
-    cam = CropCamera.from_affine(rows["crop_affine"][img], rows["init_focal"][sel], rows["image_size"][img])
+    focal = rows["init_focal"][sel].astype(np.float64)
+    if policy.runtime_focal_fraction > 0:  # no draw otherwise: earlier recipes keep their random streams
+        run = rng.random(len(img)) < policy.runtime_focal_fraction
+        focal[run] = [default_focal(size) for size in rows["image_size"][img][run]]
+    cam = CropCamera.from_affine(rows["crop_affine"][img], focal, rows["image_size"][img])
     identity = rows["init_identity"][sel].astype(np.float64)
     identity[rng.random(len(img)) < policy.unknown_identity_fraction] = 0.0  # D then carries the identity's part
 

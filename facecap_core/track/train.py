@@ -82,6 +82,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-cutout", action="store_true", help="leave out the cut-out copies (Fig. 8 ablation b)")
     ap.add_argument("--unknown-identity", type=float, default=InitPolicy.unknown_identity_fraction,
                     help="fraction of estimates starting from the mean identity (u = 0), as before Eq. 3 has run")
+    ap.add_argument("--runtime-focal", type=float, default=InitPolicy.runtime_focal_fraction,
+                    help="fraction of estimates seen through the 60° focal guess the tracker runs with on footage")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args(argv)
@@ -116,7 +118,7 @@ def main(argv=None) -> int:
         pick = np.sort(rng.choice(len(rows["image"]), args.max_crops, replace=False))
         rows = {k: v[pick] for k, v in rows.items()}
     detector = calibrate_detector(rows)
-    policy = InitPolicy(unknown_identity_fraction=args.unknown_identity)
+    policy = InitPolicy(unknown_identity_fraction=args.unknown_identity, runtime_focal_fraction=args.runtime_focal)
     train = tracking_set(rows, model, np.random.default_rng([args.seed, 2]), args.inits_per_sample, policy)
     vrows = load_rows(val_view, args.val_crops, np.random.default_rng([args.seed, 3]))
     val = tracking_set(vrows, model, np.random.default_rng([args.seed, 4]), 4, policy)
@@ -152,7 +154,8 @@ def main(argv=None) -> int:
                      "hardware": f"{cpu_name()}, {os.cpu_count()} logical CPUs", "use_masks": not args.no_masks,
                      "cutout_copies": not args.no_cutout, "licenses": ds.manifest.get("licenses", {}),
                      "args": {k: getattr(args, k) for k in ("data", "out", "inits_per_sample", "no_masks",
-                                                            "no_cutout", "max_crops", "unknown_identity")}})
+                                                            "no_cutout", "max_crops", "unknown_identity",
+                                                            "runtime_focal")}})
     reg.info["val"] = evaluate(reg, model, val)
     out_npz = args.out + ".npz"
     reg.save(out_npz)
@@ -195,7 +198,9 @@ def write_card(path: str, reg: Regressor, size: int) -> None:
         f"{a['inits_per_sample']} initial estimates = {info['train_estimates']} estimates, from `{a['data']}` "
         "(identity split: no validation or test identity is trained on); "
         f"{100 * a.get('unknown_identity', 0):.0f} % of the estimates start from the mean identity (u = 0), as the "
-        "tracker does until Eq. 3 has run",
+        "tracker does until Eq. 3 has run"
+        + (f"; {100 * a['runtime_focal']:.0f} % are seen through the 60° focal guess the tracker runs with"
+           if a.get("runtime_focal") else ""),
         f"- Viola-Jones → crop calibration, measured on {info['detector']['n']} training crops: landmark box side = "
         f"{info['detector']['side']:.3f} × detection width, centre offset ({info['detector']['dx']:.3f}, "
         f"{info['detector']['dy']:.3f}) × width",
@@ -222,10 +227,11 @@ def write_card(path: str, reg: Regressor, size: int) -> None:
               f"python -m facecap_core.track.train --data {a['data']} --out {out} --stages {c.stages} "
               f"--ferns {c.ferns} --depth {c.depth} --points {c.points} --beta {c.beta} "
               f"--inits-per-sample {a['inits_per_sample']} --unknown-identity {a.get('unknown_identity', 0)}"
+              + (f" --runtime-focal {a['runtime_focal']}" if a.get("runtime_focal") else "")
               + (" --no-masks" if a["no_masks"] else "")
               + (" --no-cutout" if a["no_cutout"] else "") + (f" --max-crops {a['max_crops']}" if a["max_crops"]
                                                                else "")
-              + (f" --seed {a['seed']}" if a.get("seed") else ""), "```", ""]
+              + (f" --seed {c.seed}" if c.seed else ""), "```", ""]
     with open(path, "w") as f:
         f.write("\n".join(lines))
 
