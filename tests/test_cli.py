@@ -136,7 +136,8 @@ def test_track_a_generated_clip_end_to_end(rig_path, tmp_path):
         writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
     writer.release()
     take_path = str(tmp_path / "take.json")
-    proc = run_cli("track", clip, "--out", take_path, "--preview", str(tmp_path / "p.mp4"), "--masks",
+    preview = tmp_path / "previews" / "p.mp4"  # a folder that does not exist yet: made like the take's
+    proc = run_cli("track", clip, "--out", take_path, "--preview", str(preview), "--masks",
                    str(tmp_path / "m"), "--focal", str(seq.focal), "--no-progress")
     assert proc.returncode == 0, proc.stderr[-2000:]
     take = read_take(take_path)
@@ -148,7 +149,7 @@ def test_track_a_generated_clip_end_to_end(rig_path, tmp_path):
     # smoothed by default, with the unfiltered values kept beside: equal at a (re)start, apart afterwards
     assert all(len(f["raw"]["expression"]) == 46 and len(f["raw"]["rotation"]) == 4 for f in tracked)
     assert any(f["raw"]["expression"] != f["expression"] for f in tracked)
-    assert os.path.getsize(tmp_path / "p.mp4") > 1000 and len(os.listdir(tmp_path / "m")) == 20
+    assert os.path.getsize(preview) > 1000 and len(os.listdir(tmp_path / "m")) == 20
     assert not os.path.exists(take_path + ".journal")
 
 

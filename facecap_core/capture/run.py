@@ -99,9 +99,13 @@ class PreviewWriter:
     def __init__(self, path: str, fps: float, size: tuple[int, int], rig, tracker):
         import cv2  # noqa: PLC0415
 
+        try:  # like the take, the preview's folder is made when missing
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"cannot write the preview video {path}: {exc.strerror} (choose a writable folder)")
         self.writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
         if not self.writer.isOpened():
-            raise InputError(f"cannot write the preview video {path}")
+            raise InputError(f"cannot write the preview video {path} (is it a writable path ending in .mp4?)")
         self.rig, self.tracker = rig, tracker
         tris = np.asarray(rig.triangles)
         e = np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]])
