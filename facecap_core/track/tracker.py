@@ -44,7 +44,7 @@ DEFAULT_MODEL = os.path.join(ROOT, "models", "tracker_dde.npz")
 # it reports is brought back to the guess. The teacher's landmarks, which the regressor learnt from, are fit best by
 # long lenses (label focal 2-175× the guess on the real clips, 9.6× on the photos; 1.5× even on true-perspective
 # renders), and through the guess the tracker put the jaw 1-6 % IOD too high: tracking through 8× lowered the
-# median NME on all 24 labelled clips, 2.62 → 2.01 % on average (benchmarks/track_real_clip.py --focal-scale).
+# median NME on 22 of the 24 labelled clips, 2.64 → 2.11 % on average (benchmarks/track_clip_survey.py).
 GUESS_LENS_SCALE = 8.0
 HIDDEN_FRACTION = 0.1  # below this fraction of the tracked face oval seen as face, the face counts as hidden
 DRIFT_IOD = 0.2  # periodic check: a fresh estimate this far (mean landmark distance / IOD) replaces the track
@@ -266,7 +266,7 @@ class FaceTracker:
         cam = self._camera(np.array([[1.0, 0, 0], [0, 1.0, 0]]))
         R = np.asarray(R, np.float64)
         t = self._lens_change(R, np.asarray(t, np.float64), self.lens_scale)  # into the regression's camera
-        shape = self.model.from_params(np.asarray(R)[None], t[None], np.asarray(x)[None], cam)
+        shape = self.model.from_params(R[None], t[None], np.asarray(x)[None], cam)
         lm = self.model.landmarks(shape, self.identity[None], cam)[0]
         self.prev = (lm, R, t, np.asarray(x, np.float64), np.zeros_like(lm))
 
