@@ -20,7 +20,7 @@ import os
 import sys
 from collections import Counter
 
-from track_real_clip import REGIONS, run_engine, score  # first: it pins the BLAS threads and the import path
+from track_real_clip import region_errors, run_engine, score  # first: it pins the BLAS threads and the import path
 
 import numpy as np
 
@@ -30,13 +30,6 @@ from facecap_core.data.paths import CACHE, DEFAULT_FACES
 from facecap_core.data.real import load_real_labels
 from facecap_core.rig.geometry import default_focal
 from facecap_core.rig.model import load_rig
-
-
-def jaw_offset(frames: list, by_frame: dict) -> float:
-    """Median vertical offset of the 17 jaw points from the teacher's, % IOD (negative = above)."""
-    dy = [(np.array(f["landmarks"])[list(REGIONS["jaw"]), 1] - lb.landmarks[list(REGIONS["jaw"]), 1]) / lb.iod * 100
-          for f in frames if f["tracked"] and (lb := by_frame.get(f["index"])) is not None]
-    return float(np.median(dy))
 
 
 def main() -> int:
@@ -61,7 +54,7 @@ def main() -> int:
         cells = []
         for focal in (default_focal((source.width, source.height)), None):
             got, _ = run_engine(frames, True, source.fps, focal=focal)
-            cells.append((float(np.median(score(got, by_frame))), jaw_offset(got, by_frame)))
+            cells.append((float(np.median(score(got, by_frame))), region_errors(got, by_frame)["jaw"][1]))
         pairs.append([c[0] for c in cells])
         split = next(iter(by_frame.values())).split
         print(f"| {clip} | {split} | {len(frames)} | " + " | ".join(f"{m:.2f} ({dy:+.2f})" for m, dy in cells) + " |",

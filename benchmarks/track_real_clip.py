@@ -36,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from facecap_core.capture.session import CaptureSession, EngineOptions  # noqa: E402
 from facecap_core.data.paths import CACHE, DEFAULT_FACES  # noqa: E402
 from facecap_core.data.real import load_real_labels  # noqa: E402
+from facecap_core.rig.geometry import default_focal  # noqa: E402
 from facecap_core.rig.model import load_rig  # noqa: E402
 
 
@@ -130,9 +131,9 @@ REGIONS = {"jaw": range(0, 17), "brows": range(17, 27), "nose": range(27, 36), "
            "mouth": range(48, 68)}
 
 
-def region_table(frames: list, by_frame: dict) -> list[str]:
-    """Markdown rows: per region of the 68 points, the median over frames of its mean error and of its points'
-    vertical offset from the teacher's (both % IOD; negative = above)."""
+def region_errors(frames: list, by_frame: dict) -> dict:
+    """Per region of the 68 points: (median over frames of its mean error, median vertical offset of its points
+    from the teacher's), both % IOD; negative = above."""
     err, dy = [], []
     for f in frames:
         lb = by_frame.get(f["index"])
@@ -141,8 +142,8 @@ def region_table(frames: list, by_frame: dict) -> list[str]:
             err.append(np.linalg.norm(d, axis=1))
             dy.append(d[:, 1])
     err, dy = np.array(err), np.array(dy)
-    return [f"| {name} | {np.median(err[:, list(idx)].mean(1)):.2f} | {np.median(dy[:, list(idx)]):+.2f} |"
-            for name, idx in REGIONS.items()]
+    return {name: (float(np.median(err[:, list(idx)].mean(1))), float(np.median(dy[:, list(idx)])))
+            for name, idx in REGIONS.items()}
 
 
 def score(frames: list, by_frame: dict, only=None) -> np.ndarray:
@@ -189,11 +190,7 @@ def main() -> int:
     configs = [("segmentation + masked DDE", True), ("no segmentation", False)]
     if not args.hand:
         configs = configs[1:] if args.no_segmentation else configs[:1]
-    focal = None
-    if args.focal_scale:
-        from facecap_core.rig.geometry import default_focal
-
-        focal = args.focal_scale * default_focal((source.width, source.height))
+    focal = args.focal_scale * default_focal((source.width, source.height)) if args.focal_scale else None
     runs = [(name, *run_engine(frames, segmentation, source.fps, args.tracker_model, focal, args.segmenter_model))
             for name, segmentation in configs]
     if args.hand:
@@ -210,7 +207,8 @@ def main() -> int:
     if args.regions:
         print(f"\nPer region ({runs[0][0]}; % IOD, medians over the labelled frames):\n")
         print("| region | error | vertical offset from the teacher |\n|---|---|---|")
-        print("\n".join(region_table(runs[0][1], by_frame)))
+        for name, (err, dy) in region_errors(runs[0][1], by_frame).items():
+            print(f"| {name} | {err:.2f} | {dy:+.2f} |")
     return 0
 
 

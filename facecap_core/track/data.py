@@ -64,10 +64,9 @@ class InitPolicy:
     # only the data engine's near-true identities, the masked regressor tracked a held-out clip at 8.5 % NME
     # until u was solved, against 4 % after (benchmarks/track_real_clip.py)
     unknown_identity_fraction: float = 0.3
-    # estimates seen through the camera the tracker runs with on footage of unknown focal (the 60° guess of
-    # rig.geometry.default_focal), instead of near the label's focal. The teacher's landmarks are fit best by long
-    # focals (median 9.6× the guess on the photos, 2-175× on the clips), so under the guess D has to carry a
-    # perspective difference that training at the label's focal never showed: the jaw came out 3-6 % IOD too high
+    # estimates seen through the 60° guess (rig.geometry.default_focal) instead of near the label's focal, so that D
+    # learns the perspective difference the guess leaves on footage of unknown focal. An ablation, off by default:
+    # tracking through a longer lens at run time (tracker.GUESS_LENS_SCALE) did more (models/segmenter_lite.md)
     runtime_focal_fraction: float = 0.0
 
 
