@@ -11,7 +11,10 @@ For each clip of `../shared/faces` with at least `--min-frames` labelled frames:
 Most clips are of training identities (the tracker has seen their crops), so the absolute figures flatter it; the
 paired difference is what the lens does. Needs ../shared.
 
-    python benchmarks/track_clip_survey.py [--min-frames 100] [--limit N]
+With `--segmenter-model M`, a third column runs the shipped lens on segmenter M's masks (to judge a new segmenter
+by what it does to tracking); `--no-60` leaves the 60° lens column out.
+
+    python benchmarks/track_clip_survey.py [--min-frames 100] [--limit N] [--segmenter-model M] [--no-60]
 """
 from __future__ import annotations
 
@@ -36,6 +39,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--min-frames", type=int, default=100, help="clips with at least this many labelled frames")
     ap.add_argument("--limit", type=int, default=None, help="at most this many clips")
+    ap.add_argument("--segmenter-model", default=None, help="add a column: the shipped lens on this segmenter")
+    ap.add_argument("--no-60", action="store_true", help="leave out the 60° lens column")
     args = ap.parse_args()
 
     labels = [lb for lb in load_real_labels(DEFAULT_FACES, CACHE, load_rig(), kinds=("video",)) if lb.face_index == 0]
@@ -45,23 +50,32 @@ def main() -> int:
     counts = Counter(lb.file for lb in labels)
     clips = [c for c, n in counts.items() if n >= args.min_frames][:args.limit]
     print(f"{len(clips)} clips with ≥ {args.min_frames} labelled frames; median NME % (jaw's vertical offset, % IOD)\n")
-    print("| clip | split | frames | 60° lens | shipped |\n|---|---|---|---|---|")
+    # (column name, focal given to the engine or None for the shipped lens, segmenter model or None for models/)
+    columns = ([] if args.no_60 else [("60° lens", "guess", None)]) + [("shipped", None, None)]
+    if args.segmenter_model:
+        columns.append((os.path.basename(os.path.dirname(args.segmenter_model)) or args.segmenter_model, None,
+                        args.segmenter_model))
+    print("| clip | split | frames | " + " | ".join(c[0] for c in columns) + " |\n|---|---|---|" + "---|" * len(columns))
     pairs = []
     for clip in clips:
         by_frame = {lb.frame: lb for lb in labels if lb.file == clip}
         source = open_frames(os.path.join(DEFAULT_FACES, clip))
         frames = load_frames(source)
         cells = []
-        for focal in (default_focal((source.width, source.height)), None):
-            got, _ = run_engine(frames, True, source.fps, focal=focal)
+        for _, focal, segmenter in columns:
+            focal = default_focal((source.width, source.height)) if focal == "guess" else None
+            got, _ = run_engine(frames, True, source.fps, focal=focal, segmenter_model=segmenter)
             cells.append((float(np.median(score(got, by_frame))), region_errors(got, by_frame)["jaw"][1]))
         pairs.append([c[0] for c in cells])
         split = next(iter(by_frame.values())).split
         print(f"| {clip} | {split} | {len(frames)} | " + " | ".join(f"{m:.2f} ({dy:+.2f})" for m, dy in cells) + " |",
               flush=True)
     a = np.array(pairs)
-    print(f"\nmean over {len(a)} clips: 60° lens {a[:, 0].mean():.2f}, shipped {a[:, 1].mean():.2f}; "
-          f"the shipped lens lower on {int((a[:, 1] < a[:, 0]).sum())} of {len(a)}")
+    shipped = [c[0] for c in columns].index("shipped")
+    means = ", ".join(f"{name} {a[:, j].mean():.2f}" for j, (name, _, _) in enumerate(columns))
+    others = "; ".join(f"{name} lower than shipped on {int((a[:, j] < a[:, shipped]).sum())} of {len(a)}"
+                       for j, (name, _, _) in enumerate(columns) if j != shipped)
+    print(f"\nmean over {len(a)} clips: {means}; {others}")
     return 0
 
 
