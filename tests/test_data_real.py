@@ -421,3 +421,33 @@ def test_teacher_label_real_photo(fitrig, tmp_path):
     # second call hits the cache
     again = R.label_file(FACES, row, str(tmp_path), fitrig)
     np.testing.assert_array_equal(again["lm73"], arrays["lm73"])
+
+
+def _forehead_stripes(lm, img, vertical: bool, colours):
+    """Stripes (2 px) over the oval above the brows: vertical = a fringe's strands, horizontal = forehead wrinkles."""
+    import cv2
+
+    oval = S.oval_mask(img.shape, lm) > 0
+    brow_top = lm[list(L.BROW_R_UPPER + L.BROW_L_UPPER), 1].min()
+    region = oval & (np.arange(img.shape[0])[:, None] < int(brow_top) - 2)
+    inner = cv2.erode(oval.astype(np.uint8), np.ones((17, 17), np.uint8)) > 0  # clear of the hair line
+    yy, xx = np.mgrid[: img.shape[0], : img.shape[1]]
+    band = ((xx if vertical else yy) // 2) % 2 == 0
+    img = img.copy()
+    img[region & band], img[region & ~band] = colours
+    return img, region & inner
+
+
+def test_blonde_fringe_strands_cut_by_texture(rig):
+    """A blonde fringe's colour is close to skin's, so colour alone keeps it; its strands (fine texture across the
+    face) are what `texture_forehead` cuts. Forehead wrinkles (texture along the face) stay face."""
+    import dataclasses
+
+    lm = _landmarks(rig)
+    params = dataclasses.replace(S.DEFAULT_PARAMS, texture_forehead=4.0)
+    base = _plain_face(lm)
+    fringe, region = _forehead_stripes(lm, base, True, ((222, 178, 128), (186, 142, 96)))
+    wrinkles, _ = _forehead_stripes(lm, base, False, (SKIN, SKIN * 0.8))
+    assert S.face_mask(fringe, lm, params)[region].mean() < 0.2
+    assert S.face_mask(wrinkles, lm, params)[region].mean() > 0.9
+    assert S.face_mask(wrinkles, lm)[region].mean() > 0.9

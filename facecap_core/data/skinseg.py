@@ -35,6 +35,8 @@ This replaces the paper's semi-automatic labelling tool. Given an RGB image and 
    hard-face regions: hard face. The eye sockets (brow to upper lid, and a ring around each eye) get a stronger
    face-ward prior: shadowed sockets, eyeliner and lashes are face (design §5), while a glasses frame's colour
    evidence can still cut it. The colour log-likelihood ratio is capped (``llr_clip``) so the priors matter at all.
+   Optionally (``texture_forehead``, off by default) fine texture across the image above the brows pushes towards
+   non-face: a blonde fringe is too close to skin in colour, but its strands are textured.
 5. Back at full resolution: the upsampled cut ∧ oval ∨ hard-face; small non-face specks (moles, pores, specular
    glints, < ``min_hole`` of the oval area) that do not touch the oval border are filled.
 
@@ -87,6 +89,11 @@ class SkinSegParams:
     prior_inner: float = 2.0  # log-odds in favour of face deep inside the oval (stubble, shadows)
     prior_border: float = 0.3  # log-odds in favour of face at the oval border (shadowed jaw lines)
     prior_depth: float = 0.12  # depth (fraction of oval width) at which the prior reaches prior_inner
+    texture_forehead: float = 0.0  # above the brows, log-odds against face per unit of fine texture across the image
+    #                                over texture_floor: a blonde fringe's strands (colour too close to skin's for the
+    #                                histograms) are textured, forehead skin is smooth and its wrinkles run across.
+    #                                Off until a dataset is rebuilt with it (measured: segmenter card); 4 cuts fringes
+    texture_floor: float = 1.0  # L units (8-bit Lab) of texture that count as smooth skin
     prior_socket: float = 4.0  # log-odds for face in the eye sockets (brow to lid, and around the eye): dark
     #                            shadows and make-up are face (design §5); a glasses frame's colour can still cut
     llr_clip: float = 6.0  # |log skin/non-skin likelihood ratio| at most this (the histograms' floors reach ±15)
@@ -196,6 +203,18 @@ def _histogram(idx: np.ndarray, bins: int, sigma) -> np.ndarray:
         h = gaussian_filter(h, sigma, mode="constant")
     h = h / max(h.sum(), 1e-12)
     return np.log(h.ravel() + 1.0 / (bins ** 3 * max(n, 1.0) * 4.0))
+
+
+def _strand_texture(small: np.ndarray, lms: np.ndarray, floor: float) -> np.ndarray:
+    """float32 (H, W): fine texture of L across the image (high-pass along x only, so hair strands that run down
+    count and forehead wrinkles that run across do not), less `floor`, above the brows' upper edge; 0 elsewhere."""
+    lum = cv2.cvtColor(small, cv2.COLOR_RGB2LAB)[..., 0].astype(np.float32)
+    tex = cv2.blur(np.abs(lum - cv2.GaussianBlur(lum, (9, 1), 1.2)), (5, 5))
+    coord = eye_mouth_coordinate(small.shape, lms)
+    brows = lms[list(L.BROW_R_UPPER + L.BROW_L_UPPER)]
+    h, w = small.shape[:2]
+    top = float(coord[np.clip(brows[:, 1].astype(int), 0, h - 1), np.clip(brows[:, 0].astype(int), 0, w - 1)].mean())
+    return np.where(coord < top, np.maximum(tex - floor, 0.0), 0.0).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -414,6 +433,8 @@ def face_mask(image: np.ndarray, landmarks: np.ndarray, params: SkinSegParams = 
     depth = cv2.distanceTransform(oval, cv2.DIST_L2, 3) / max(params.work_size, 1)
     prior = params.prior_border + (params.prior_inner - params.prior_border) * np.clip(depth / params.prior_depth, 0.0, 1.0)
     socket = eye_socket_mask(shape, lms, max(1, int(round(params.socket_dilate * params.work_size)))) > 0
+    if params.texture_forehead > 0:
+        prior -= params.texture_forehead * _strand_texture(small, lms, params.texture_floor)
     prior[socket] = np.maximum(prior[socket], params.prior_socket)
     prior[occluder] = 0.0
     # the colour evidence is capped so that the sockets' prior and the smoothness term can overrule it
