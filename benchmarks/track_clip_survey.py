@@ -50,10 +50,10 @@ def main() -> int:
     counts = Counter(lb.file for lb in labels)
     clips = [c for c, n in counts.items() if n >= args.min_frames][:args.limit]
     print(f"{len(clips)} clips with ≥ {args.min_frames} labelled frames; median NME % (jaw's vertical offset, % IOD)\n")
-    # (column name, focal given to the engine or None for the shipped lens, segmenter model or None for models/)
-    columns = ([] if args.no_60 else [("60° lens", "guess", None)]) + [("shipped", None, None)]
+    # (column name, regress through the 60° guess (else the shipped lens), segmenter model or None for models/)
+    columns = ([] if args.no_60 else [("60° lens", True, None)]) + [("shipped", False, None)]
     if args.segmenter_model:
-        columns.append((os.path.basename(os.path.dirname(args.segmenter_model)) or args.segmenter_model, None,
+        columns.append((os.path.basename(os.path.dirname(args.segmenter_model)) or args.segmenter_model, False,
                         args.segmenter_model))
     print("| clip | split | frames | " + " | ".join(c[0] for c in columns) + " |\n|---|---|---|" + "---|" * len(columns))
     pairs = []
@@ -62,9 +62,10 @@ def main() -> int:
         source = open_frames(os.path.join(DEFAULT_FACES, clip))
         frames = load_frames(source)
         cells = []
-        for _, focal, segmenter in columns:
-            focal = default_focal((source.width, source.height)) if focal == "guess" else None
-            got, _ = run_engine(frames, True, source.fps, focal=focal, segmenter_model=segmenter)
+        guess = default_focal((source.width, source.height))
+        for _, through_guess, segmenter in columns:
+            got, _ = run_engine(frames, True, source.fps, focal=guess if through_guess else None,
+                                segmenter_model=segmenter)
             cells.append((float(np.median(score(got, by_frame))), region_errors(got, by_frame)["jaw"][1]))
         pairs.append([c[0] for c in cells])
         split = next(iter(by_frame.values())).split
@@ -75,7 +76,7 @@ def main() -> int:
     means = ", ".join(f"{name} {a[:, j].mean():.2f}" for j, (name, _, _) in enumerate(columns))
     others = "; ".join(f"{name} lower than shipped on {int((a[:, j] < a[:, shipped]).sum())} of {len(a)}"
                        for j, (name, _, _) in enumerate(columns) if j != shipped)
-    print(f"\nmean over {len(a)} clips: {means}; {others}")
+    print(f"\nmean over {len(a)} clips: {means}" + (f"; {others}" if others else ""))
     return 0
 
 
