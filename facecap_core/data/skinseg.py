@@ -35,7 +35,7 @@ This replaces the paper's semi-automatic labelling tool. Given an RGB image and 
    hard-face regions: hard face. The eye sockets (brow to upper lid, and a ring around each eye) get a stronger
    face-ward prior: shadowed sockets, eyeliner and lashes are face (design §5), while a glasses frame's colour
    evidence can still cut it. The colour log-likelihood ratio is capped (``llr_clip``) so the priors matter at all.
-   Optionally (``texture_forehead``, off by default) fine texture across the image above the brows pushes towards
+   Above the brows, fine texture across the image (``texture_forehead``) pushes towards
    non-face: a blonde fringe is too close to skin in colour, but its strands are textured.
 5. Back at full resolution: the upsampled cut ∧ oval ∨ hard-face; small non-face specks (moles, pores, specular
    glints, < ``min_hole`` of the oval area) that do not touch the oval border are filled.
@@ -89,10 +89,10 @@ class SkinSegParams:
     prior_inner: float = 2.0  # log-odds in favour of face deep inside the oval (stubble, shadows)
     prior_border: float = 0.3  # log-odds in favour of face at the oval border (shadowed jaw lines)
     prior_depth: float = 0.12  # depth (fraction of oval width) at which the prior reaches prior_inner
-    texture_forehead: float = 0.0  # above the brows, log-odds against face per unit of fine texture across the image
+    texture_forehead: float = 4.0  # above the brows, log-odds against face per unit of fine texture across the image
     #                                over texture_floor: a blonde fringe's strands (colour too close to skin's for the
     #                                histograms) are textured, forehead skin is smooth and its wrinkles run across.
-    #                                Off until a dataset is rebuilt with it (measured: segmenter card); 4 cuts fringes
+    #                                0 turns the cue off (the labels before 2026-11-22, evening; segmenter card)
     texture_floor: float = 1.0  # L units (8-bit Lab) of texture that count as smooth skin
     prior_socket: float = 4.0  # log-odds for face in the eye sockets (brow to lid, and around the eye): dark
     #                            shadows and make-up are face (design §5); a glasses frame's colour can still cut
