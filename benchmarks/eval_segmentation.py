@@ -54,7 +54,10 @@ def metrics(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float, float]:
 def close_hand_gaps(clean, hand, px: int):
     """The hand crop with its label's face slivers between the fingers given to the hand: the hidden region
     (face in `clean`, not in `hand`) closed with a `px`-pixel disc. A diagnostic of how much of the hand set's
-    error is gaps thinner than the network can draw, not a fix of the labels (those slivers are face)."""
+    error is gaps thinner than the network can draw, not a fix of the labels (those slivers are face). px ≤ 0: the
+    hand crop as it is."""
+    if px <= 0:
+        return hand
     full = clean.mask.astype(bool)
     hidden = (full & ~hand.mask.astype(bool)).astype(np.uint8)
     hidden = cv2.morphologyEx(hidden, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (px, px)))
@@ -89,8 +92,7 @@ def load_test_faces(limit: int | None, seed: int, margin: float = MARGIN, split:
         frames.append((image, s.mask, lb))
         c = crop_face(s, 128, margin)
         sets["clean"].append(c)
-        hand = add_hand(c, rng, occ)
-        sets["hand"].append(close_hand_gaps(c, hand, hand_gaps_closed) if hand_gaps_closed else hand)
+        sets["hand"].append(close_hand_gaps(c, add_hand(c, rng, occ), hand_gaps_closed))
         sets["rectangles"].append(add_random_rectangles(c, rng))
     return sets, frames, len({lb.identity for lb in test})
 

@@ -35,8 +35,8 @@ This replaces the paper's semi-automatic labelling tool. Given an RGB image and 
    hard-face regions: hard face. The eye sockets (brow to upper lid, and a ring around each eye) get a stronger
    face-ward prior: shadowed sockets, eyeliner and lashes are face (design §5), while a glasses frame's colour
    evidence can still cut it. The colour log-likelihood ratio is capped (``llr_clip``) so the priors matter at all.
-   Above the brows, fine texture across the image (``texture_forehead``) pushes towards
-   non-face: a blonde fringe is too close to skin in colour, but its strands are textured.
+   Above the brows, fine texture across the image (``texture_forehead``) pushes towards non-face: a blonde
+   fringe is too close to skin in colour, but its strands are textured.
 5. Back at full resolution: the upsampled cut ∧ oval ∨ hard-face; small non-face specks (moles, pores, specular
    glints, < ``min_hole`` of the oval area) that do not touch the oval border are filled.
 
@@ -205,14 +205,14 @@ def _histogram(idx: np.ndarray, bins: int, sigma) -> np.ndarray:
     return np.log(h.ravel() + 1.0 / (bins ** 3 * max(n, 1.0) * 4.0))
 
 
-def _strand_texture(small: np.ndarray, lms: np.ndarray, floor: float) -> np.ndarray:
-    """float32 (H, W): fine texture of L across the image (high-pass along x only, so hair strands that run down
-    count and forehead wrinkles that run across do not), less `floor`, above the brows' upper edge; 0 elsewhere."""
-    lum = cv2.cvtColor(small, cv2.COLOR_RGB2LAB)[..., 0].astype(np.float32)
+def _strand_texture(lum: np.ndarray, lms: np.ndarray, floor: float) -> np.ndarray:
+    """float32 (H, W): fine texture of `lum` (8-bit Lab L) across the image (high-pass along x only, so hair strands
+    that run down count and forehead wrinkles that run across do not), less `floor`, above the brows' upper edge;
+    0 elsewhere."""
     tex = cv2.blur(np.abs(lum - cv2.GaussianBlur(lum, (9, 1), 1.2)), (5, 5))
-    coord = eye_mouth_coordinate(small.shape, lms)
+    coord = eye_mouth_coordinate(lum.shape, lms)
     brows = lms[list(L.BROW_R_UPPER + L.BROW_L_UPPER)]
-    h, w = small.shape[:2]
+    h, w = lum.shape[:2]
     top = float(coord[np.clip(brows[:, 1].astype(int), 0, h - 1), np.clip(brows[:, 0].astype(int), 0, w - 1)].mean())
     return np.where(coord < top, np.maximum(tex - floor, 0.0), 0.0).astype(np.float32)
 
@@ -434,7 +434,8 @@ def face_mask(image: np.ndarray, landmarks: np.ndarray, params: SkinSegParams = 
     prior = params.prior_border + (params.prior_inner - params.prior_border) * np.clip(depth / params.prior_depth, 0.0, 1.0)
     socket = eye_socket_mask(shape, lms, max(1, int(round(params.socket_dilate * params.work_size)))) > 0
     if params.texture_forehead > 0:
-        prior -= params.texture_forehead * _strand_texture(small, lms, params.texture_floor)
+        lum = feat[..., 0] / params.lab_weights[0]  # the Lab already computed for the colour models
+        prior -= params.texture_forehead * _strand_texture(lum, lms, params.texture_floor)
     prior[socket] = np.maximum(prior[socket], params.prior_socket)
     prior[occluder] = 0.0
     # the colour evidence is capped so that the sockets' prior and the smoothness term can overrule it
