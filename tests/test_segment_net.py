@@ -252,6 +252,33 @@ def test_widening_keeps_the_function_and_the_new_channels_learn():
         widen_state_dict(_lite(), wide.state_dict())  # narrowing is not widening
 
 
+def test_split_widening_copies_trained_channels():
+    narrow = _perturbed_statistics(_lite(3))
+    wide = TwoStreamNet(0.125, 512, channels=(16, 16, 32, 96, 128))
+    x = torch.rand(3, 3, 128, 128)
+    wide.load_state_dict(widen_state_dict(wide, narrow.state_dict(), split=True))
+    wide.eval()
+    with torch.no_grad():
+        assert torch.allclose(narrow(x), wide(x), atol=1e-5)
+        for a, b in zip(narrow.streams(x), wide.streams(x)):
+            assert torch.allclose(a, b, atol=1e-4)
+    sd, old = wide.state_dict(), narrow.state_dict()
+    # each new channel of block 1 (8 → 16) copies a different old one, BatchNorm statistics included
+    mean = sd["trunk.0.1.running_mean"]
+    assert torch.equal(mean[:8], old["trunk.0.1.running_mean"])
+    assert sorted(mean[8:].tolist()) == sorted(mean[:8].tolist())
+    # a reader of block 1 shares each old channel's weight among its copies: the sums over copies are the old weights
+    reader, old_reader = sd["trunk.1.0.weight"], old["trunk.1.0.weight"]
+    assert torch.allclose(reader[:, :8] * 2, old_reader)
+    # with noise the copies start apart from their originals (or they would get the same gradients forever), and
+    # the masks barely move
+    wide.load_state_dict(widen_state_dict(wide, old, split=True, noise=0.01, seed=1))
+    w = wide.state_dict()["trunk.0.0.weight"]
+    assert not any(torch.equal(w[j], w[i]) for j in range(8, 16) for i in range(8))
+    with torch.no_grad():
+        assert float((narrow(x) - wide.eval()(x)).abs().mean()) < 1e-3
+
+
 def test_save_load_round_trip(tmp_path):
     net = _lite(4).eval()
     path = str(tmp_path / "seg.pt")

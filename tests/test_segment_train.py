@@ -155,6 +155,12 @@ def test_init_from_starts_at_the_given_weights(tmp_path):
     assert Segmenter.load(c_out + ".onnx").predict(crops).shape == (2, 128, 128)
     card = open(c_out + ".md").read()
     assert "8-16-32-64-128" in card and "widened" in card and "--channels 8,16,32,64,128" in card
+    # the same by copying channels (Net2WiderNet): the masks move by no more than the copies' noise
+    s_out, s_run = str(tmp_path / "s" / "seg"), str(tmp_path / "s" / "run")
+    assert main(_args(data, s_out, s_run, "--channels", "16,16,32,64,128", "--fc-width", "512", "--widen", "split",
+                      "--init-from", a_out + ".pt", "--stop-at", "0")) == 0
+    assert np.abs(Segmenter.load(s_out + ".pt").predict(crops) - pa).mean() < 1e-3
+    assert "Net2WiderNet" in open(s_out + ".md").read()
     with pytest.raises(SystemExit, match="cannot start this network"):  # narrower than its source
         main(_args(data, str(tmp_path / "d" / "seg"), str(tmp_path / "d" / "run"), "--fc-width", "128",
                    "--init-from", c_out + ".pt", "--stop-at", "0"))

@@ -300,20 +300,36 @@ def build(config: dict) -> TwoStreamNet:
                         channels=config.get("channels"))
 
 
-def widen_state_dict(net: TwoStreamNet, old: dict) -> dict:
-    """`net`'s state dict with a narrower network's weights `old` (same layer names, every dimension ≤) copied
-    into it so that `net` computes the same function as the narrow network (Net2WiderNet-style): each tensor
-    keeps `net`'s fresh initialisation outside the copied block, and the weights that *read* a new channel are
-    zeroed, so a new channel carries activations but changes nothing until training gives it a use."""
+def widen_state_dict(net: TwoStreamNet, old: dict, *, split: bool = False, noise: float = 0.0,
+                     seed: int = 0) -> dict:
+    """`net`'s state dict with a narrower network's weights `old` (same layer names, every dimension ≤) put into it
+    so that `net` computes the same function as the narrow network at the start. Two ways (Net2WiderNet-style):
+
+    - default: each tensor keeps `net`'s fresh initialisation outside the copied block and the weights that *read*
+      a new channel are zeroed, so a new channel carries random activations but changes nothing until training
+      gives it a use;
+    - `split`: every new channel is a copy of an old one (chosen at random, each old channel at most once while
+      there are unused ones), with its BatchNorm parameters and statistics, and every layer that reads a copied
+      channel divides that channel's weights among its copies. The new channels start as trained features
+      rather than noise; `noise` (relative to each weight tensor's standard deviation) is added to the copies'
+      incoming weights, or the copies would receive identical gradients and never differ.
+
+    Channel maps are keyed by (narrow size, wide size), so a map is shared by every tensor dimension of that
+    pair: what produces a feature map and what reads it (and the max-unpooling switches, which pair encoder and
+    decoder channels by index) stay consistent."""
     new = net.state_dict()
     modules = dict(net.named_modules())
-    out = {}
     for name, t in new.items():
         if name not in old:
             raise ValueError(f"widen: the narrow network has no {name}")
         o = old[name]
         if o.dim() != t.dim() or any(a > b for a, b in zip(o.shape, t.shape)):
             raise ValueError(f"widen: {name} is {tuple(o.shape)} in the narrow network, {tuple(t.shape)} here")
+    if split:
+        return _split_widen(new, old, modules, noise, seed)
+    out = {}
+    for name, t in new.items():
+        o = old[name]
         w = t.clone()
         if o.dim() == 0:
             w = o.clone()
@@ -326,6 +342,50 @@ def widen_state_dict(net: TwoStreamNet, old: dict) -> dict:
             index[in_dim] = slice(o.shape[in_dim], None)
             w[tuple(index)] = 0.0
         out[name] = w
+    return out
+
+
+def _split_widen(new: dict, old: dict, modules: dict, noise: float, seed: int) -> dict:
+    """widen_state_dict(split=True): see there."""
+    gen = torch.Generator().manual_seed(seed)
+    maps: dict[tuple[int, int], torch.Tensor] = {}  # (narrow, wide) → wide index → narrow index
+
+    def channel_map(n_old: int, n_new: int) -> torch.Tensor:
+        if (n_old, n_new) not in maps:
+            extra = []
+            while len(extra) < n_new - n_old:  # every old channel once before any twice
+                extra += torch.randperm(n_old, generator=gen).tolist()
+            maps[(n_old, n_new)] = torch.tensor(list(range(n_old)) + extra[:n_new - n_old])
+        return maps[(n_old, n_new)]
+
+    out = {}
+    for name, t in new.items():
+        o = old[name]
+        if o.dim() == 0 or o.shape == t.shape:
+            out[name] = o.clone()
+            continue
+        module = modules.get(name.rsplit(".", 1)[0])
+        is_conv_weight = name.endswith("weight") and isinstance(module, (nn.Conv2d, nn.ConvTranspose2d))
+        out_dim, in_dim = (1, 0) if isinstance(module, nn.ConvTranspose2d) else (0, 1)
+        w = o
+        for dim in range(o.dim()):
+            if o.shape[dim] == t.shape[dim]:
+                continue
+            src = channel_map(o.shape[dim], t.shape[dim])
+            w = w.index_select(dim, src)
+            if is_conv_weight and dim == in_dim:  # a reader shares each old channel's weight among its copies
+                copies = torch.bincount(src, minlength=o.shape[dim]).to(w.dtype)[src]
+                shape = [1] * w.dim()
+                shape[dim] = -1
+                w = w / copies.view(shape)
+        if is_conv_weight and noise and o.shape[out_dim] != t.shape[out_dim]:
+            fresh = torch.zeros(t.shape[out_dim], dtype=torch.bool)
+            fresh[o.shape[out_dim]:] = True
+            shape = [1] * w.dim()
+            shape[out_dim] = -1
+            jitter = torch.randn(w.shape, generator=gen) * (noise * float(o.float().std()))
+            w = w + jitter * fresh.view(shape).to(w.dtype)
+        out[name] = w.clone()
     return out
 
 

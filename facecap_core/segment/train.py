@@ -44,6 +44,7 @@ from .segmenter import export_onnx, save_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CHECKPOINT = "last.ckpt"
+SPLIT_NOISE = 0.01  # --widen split: noise on the copied channels' weights (× each tensor's std) that lets them diverge
 
 
 # ------------------------------------------------------------------------------------------------- metrics
@@ -269,6 +270,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="start a new run from these weights (.pt or training checkpoint; its moving average when "
                          "it has one) instead of from scratch; a narrower network is widened without changing "
                          "what it computes (net.widen_state_dict)")
+    ap.add_argument("--widen", choices=("zero", "split"), default="zero",
+                    help="how --init-from widens a narrower network: new channels random with zeroed readers "
+                         "(zero), or copies of old channels sharing their readers' weights (split, Net2WiderNet)")
     ap.add_argument("--ema", type=float, default=0.0,
                     help="exponential moving average of the weights (and BatchNorm statistics) with this decay per "
                          "iteration, e.g. 0.999; validation and the exported model use the average (0 = off)")
@@ -392,12 +396,13 @@ def train(args: argparse.Namespace) -> int:
         narrower = any(k in weights and weights[k].shape != v.shape for k, v in net.state_dict().items())
         if narrower:
             try:
-                weights = widen_state_dict(net, weights)
+                weights = widen_state_dict(net, weights, split=args.widen == "split", noise=SPLIT_NOISE,
+                                           seed=args.seed)
             except ValueError as e:
                 raise SystemExit(f"--init-from {args.init_from}: cannot start this network from it ({e})") from None
         net.load_state_dict(weights)
         state["init_from"] = os.path.abspath(args.init_from)
-        state["init_widened"] = narrower
+        state["init_widened"] = args.widen if narrower else False
         log(f"initialised from {args.init_from}" + (" (widened)" if narrower else ""))
     # SGD at a constant lr leaves the weights jittering around a minimum (the val IOU moves by several points
     # from one check to the next); their running average sits nearer its centre
@@ -569,8 +574,15 @@ def init_line(state: dict) -> str:
     src = state.get("init_from")
     if not src:
         return "- from scratch (no pretrained VGG available offline), He-normal init, bilinear-initialised upsamplers"
-    widened = (", widened to this network's channels by copying its weights and zeroing the weights that read "
-               "the new channels (same function at the start)") if state.get("init_widened") else ""
+    how = state.get("init_widened")
+    widened = ""
+    if how == "split":
+        widened = (", widened to this network's channels by making each new channel a copy of an old one whose "
+                   "readers share its weights (Net2WiderNet; the same function at the start but for "
+                   f"{SPLIT_NOISE:g}×std noise on the copies' weights)")
+    elif how:
+        widened = (", widened to this network's channels by copying its weights and zeroing the weights that read "
+                   "the new channels (same function at the start)")
     return (f"- initialised from `{rel(src)}` (an earlier run of this recipe, itself trained from scratch: no "
             f"pretrained VGG is available offline){widened}; the iterations below are this run's")
 

@@ -1,0 +1,91 @@
+"""What a segmenter's masks do to the tracking: two or more segmenters on the same real clips, clean and with a
+real hand sweeping across the face, through the capture engine (issue 4's check before a segmenter ships).
+
+For each clip (default: the test identity's d19 clip and retalking face_5) the engine runs once on the clean clip
+and once per hand sweep (`--hand-seeds`, the hands of `track_real_clip.py --hand`), with every model in turn on the
+same frames, so all models see the same inputs in the same process. Each cell is the median NME (% inter-ocular
+distance, against the teacher's labels on the clean frames; the hand runs show the median over the hand-covered
+frames in brackets). The last columns are the means over the runs.
+
+    python benchmarks/segmenter_tracking.py --models models/segmenter_lite.pt,OTHER.pt [--clips A,B]
+        [--hand-seeds 3,4,5]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from track_real_clip import hand_over_face, run_engine, score  # noqa: E402
+
+from facecap_core.data.paths import CACHE, DEFAULT_FACES  # noqa: E402
+from facecap_core.data.real import load_real_labels  # noqa: E402
+from facecap_core.rig.model import load_rig  # noqa: E402
+
+DEFAULT_CLIPS = "videos/liveportrait__driving_d19.mp4,videos/retalking__face_5.mp4"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", required=True, help="comma-separated segmenter files (.pt or .onnx)")
+    ap.add_argument("--clips", default=DEFAULT_CLIPS, help="comma-separated paths inside ../shared/faces")
+    ap.add_argument("--hand-seeds", default="3,4,5", help="hand sweeps per clip (empty: clean clips only)")
+    args = ap.parse_args(argv)
+
+    models = [m for m in args.models.split(",") if m]
+    for m in models:
+        if not os.path.isfile(m):
+            raise SystemExit(f"no such segmenter: {m}")
+    seeds = [int(s) for s in args.hand_seeds.split(",") if s]
+    from facecap_core.capture.bench import load_frames
+    from facecap_core.capture.run import open_frames
+
+    rig = load_rig()
+    all_labels = load_real_labels(DEFAULT_FACES, CACHE, rig, kinds=("video",))
+    medians = {m: [] for m in models}
+    covered_medians = {m: [] for m in models}
+    header = "| run | " + " | ".join(os.path.relpath(m) for m in models) + " |"
+    rows = []
+    for clip in args.clips.split(","):
+        by_frame = {lb.frame: lb for lb in all_labels if lb.file == clip and lb.face_index == 0}
+        if not by_frame:
+            raise SystemExit(f"no teacher labels cached for {clip} (facecap data build --label-missing)")
+        source = open_frames(os.path.join(DEFAULT_FACES, clip))
+        clean = load_frames(source)
+        for seed in [None] + seeds:
+            frames, covered = (clean, None) if seed is None else hand_over_face(clean, by_frame, seed=seed)
+            cells = []
+            for m in models:
+                got, _ = run_engine(frames, True, source.fps, segmenter_model=m)
+                med = float(np.median(score(got, by_frame)))
+                medians[m].append(med)
+                if covered is None:
+                    cells.append(f"{med:.2f}")
+                else:
+                    cov = float(np.median(score(got, by_frame, covered)))
+                    covered_medians[m].append(cov)
+                    cells.append(f"{med:.2f} ({cov:.2f})")
+            name = f"{os.path.basename(clip)}, " + ("clean" if seed is None else f"hand {seed}")
+            rows.append(f"| {name} | " + " | ".join(cells) + " |")
+            print(rows[-1], file=sys.stderr, flush=True)
+    print("Median NME % of the engine with each segmenter (hand runs: all frames (hand-covered frames))\n")
+    print(header)
+    print("|---" * (len(models) + 1) + "|")
+    print("\n".join(rows))
+    print("| **mean of the medians** | " + " | ".join(f"**{np.mean(medians[m]):.2f}**" for m in models) + " |")
+    if seeds:
+        print("| **mean, hand-covered frames** | "
+              + " | ".join(f"**{np.mean(covered_medians[m]):.2f}**" for m in models) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
