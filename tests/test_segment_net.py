@@ -375,3 +375,22 @@ def test_package_import_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_soup_averages_weights_and_refuses_other_networks(tmp_path, capsys):
+    from facecap_core.segment.soup import main as soup
+
+    a, b = _perturbed_statistics(_lite(1)), _perturbed_statistics(_lite(2))
+    pa, pb = save_model(a, str(tmp_path / "a.pt")), save_model(b, str(tmp_path / "b.pt"))
+    out = str(tmp_path / "soup.pt")
+    assert soup([out, pa, pb, "--weights", "1,3"]) == 0
+    mixed, meta = load_model(out)
+    sa, sb = a.state_dict(), b.state_dict()
+    for k, v in mixed.state_dict().items():
+        if v.is_floating_point():
+            assert torch.allclose(v, 0.25 * sa[k] + 0.75 * sb[k], atol=1e-6), k
+    assert "0.750" in meta["soup"] and os.path.isfile(str(tmp_path / "soup.onnx"))
+    other = save_model(TwoStreamNet(0.125, 512, channels=(8, 16, 32, 64, 128)), str(tmp_path / "c.pt"))
+    assert soup([str(tmp_path / "bad.pt"), pa, other]) == 2
+    assert "not the same network" in capsys.readouterr().err
+    assert not os.path.exists(str(tmp_path / "bad.pt"))
