@@ -16,9 +16,10 @@ with noise and holes) and says so: that checks the script and the graph cut, not
 
 `--hand-gaps-closed PX` is a diagnostic: in the hand set, the slivers of face between spread fingers (gaps that a
 PX-pixel disc closes) count as hand, to measure how much of the error is lines thinner than the network draws.
+`--error-bands` is another: where on the face (forehead, middle, chin quarter of its height) the errors lie.
 
     python benchmarks/eval_segmentation.py [--model models/segmenter_lite.pt] [--limit N] [--threads 1] [--margin 1.75]
-                                           [--split test|val] [--hand-gaps-closed PX]
+                                           [--split test|val] [--hand-gaps-closed PX] [--error-bands]
 """
 from __future__ import annotations
 
@@ -160,6 +161,38 @@ def network_maps(net, crops):
     return maps, ms
 
 
+BANDS = ("forehead", "middle", "chin")
+
+
+def print_error_bands(preds: np.ndarray, gts: np.ndarray) -> None:
+    """Where the errors of masks `preds` against `gts` (N, H, W) bool lie: each crop's rows split at the quarters
+    of its labelled face's height (forehead = everything above the first quarter's end, the crop's top included;
+    chin = from the last quarter down), false-face and missed-face pixels per crop in each band, and the mean
+    IOU if that band's pixels were all right."""
+    errors = {b: [0, 0] for b in BANDS}
+    fixed = {b: [] for b in BANDS}
+    for pred, gt in zip(preds, gts):
+        rows = np.where(gt.any(1))[0]
+        if rows.size == 0:
+            continue
+        top, bottom = rows.min(), rows.max()
+        quarter = (bottom - top) // 4
+        band = np.full(gt.shape[0], 1)
+        band[:top + quarter] = 0
+        band[bottom - quarter:] = 2
+        for k, name in enumerate(BANDS):
+            inside = (band == k)[:, None]
+            errors[name][0] += int((pred & ~gt & inside).sum())
+            errors[name][1] += int((gt & ~pred & inside).sum())
+            corrected = np.where(inside, gt, pred)
+            fixed[name].append((corrected & gt).sum() / max((corrected | gt).sum(), 1))
+    n = len(preds)
+    print("  errors by band of the face's height (fused + graph cut; px per crop):")
+    for name in BANDS:
+        print(f"    {name:<9} false face {errors[name][0] / n:6.1f}  missed face {errors[name][1] / n:6.1f}  "
+              f"IOU if this band were right {np.mean(fixed[name]):.3f}")
+
+
 def main(argv=None):
     from facecap_core.segment.segmenter import DEFAULT_MODEL
 
@@ -174,6 +207,9 @@ def main(argv=None):
                          "the crop)")
     ap.add_argument("--split", choices=("test", "val"), default="test",
                     help="identities to evaluate on: test (report) or val (to choose settings such as --margin)")
+    ap.add_argument("--error-bands", action="store_true",
+                    help="diagnostic: where the fused + graph cut errors lie on each set, by quarter of the face's "
+                         "height (forehead, middle, chin), and the IOU with one band's errors taken out")
     ap.add_argument("--hand-gaps-closed", type=int, default=0, metavar="PX",
                     help="diagnostic: count face slivers between the fingers (gaps a PX-pixel disc closes) as hand")
     args = ap.parse_args(argv)
@@ -208,15 +244,15 @@ def main(argv=None):
               f"{'ave(face)':>10}{'net ms':>8}{'gc ms':>7}")
         for name, p in maps.items():
             raw = np.mean([metrics(p[i] > 0.5, gts[i]) for i in range(n)], 0)
-            tg = []
-            cut = []
+            tg, cut, masks = [], [], []
             for i in range(n):
                 t1 = time.perf_counter()
                 m = gc.refine(p[i], crops[i])
                 tg.append(time.perf_counter() - t1)
                 cut.append(metrics(m, gts[i]))
+                masks.append(m)
             if name in ("fused (ours)", "oracle-noise"):
-                per_image = np.array(cut)
+                per_image, fused_masks = np.array(cut), np.array(masks, bool)
             cut = np.mean(cut, 0)
             table1[(set_name, name)] = (raw, cut, ms[name], 1e3 * float(np.median(tg)))
             print(f"{name:<22}{raw[0]:>7.3f}{raw[1]:>8.3f}{raw[2]:>10.3f}{'':>14}{cut[0]:>7.3f}{cut[1]:>8.3f}"
@@ -225,6 +261,8 @@ def main(argv=None):
             kinds = np.array([smp.meta["augment"][-1]["op"] for smp in samples])
             print("  fused + graph cut by hand: " + ", ".join(
                 f"{k} {per_image[kinds == k, 0].mean():.3f} ({int((kinds == k).sum())})" for k in np.unique(kinds)))
+        if args.error_bands:
+            print_error_bands(fused_masks, gts)
     if not args.no_detect and net is not None:
         from facecap_core.detect import FaceDetector
         from facecap_core.segment.pipeline import segment_frame
