@@ -16,10 +16,12 @@ with noise and holes) and says so: that checks the script and the graph cut, not
 
 `--hand-gaps-closed PX` is a diagnostic: in the hand set, the slivers of face between spread fingers (gaps that a
 PX-pixel disc closes) count as hand, to measure how much of the error is lines thinner than the network draws.
-`--error-bands` is another: where on the face (forehead, middle, chin quarter of its height) the errors lie.
+`--error-bands` is another: where on the face (forehead, middle, chin quarter of its height) the errors lie;
+`--worst-sheet` draws each set's worst crops with both outlines.
 
     python benchmarks/eval_segmentation.py [--model models/segmenter_lite.pt] [--limit N] [--threads 1] [--margin 1.75]
                                            [--split test|val] [--hand-gaps-closed PX] [--error-bands]
+                                           [--worst-sheet out/worst.png]
 """
 from __future__ import annotations
 
@@ -193,6 +195,27 @@ def print_error_bands(preds: np.ndarray, gts: np.ndarray) -> None:
               f"IOU if this band were right {np.mean(fixed[name]):.3f}")
 
 
+def write_worst_sheet(path: str, crops: np.ndarray, preds: np.ndarray, gts: np.ndarray, ious: np.ndarray,
+                      count: int = 24, columns: int = 6, scale: int = 2) -> None:
+    """A contact sheet of the `count` lowest-IOU crops, each enlarged `scale`×, with the label's outline in green,
+    the prediction's in red, and its index and IOU in the corner."""
+    tiles = []
+    for i in np.argsort(ious)[:count]:
+        size = crops.shape[1] * scale
+        tile = cv2.resize(crops[i], (size, size), interpolation=cv2.INTER_NEAREST)
+        for mask, colour in ((gts[i], (0, 255, 0)), (preds[i], (255, 0, 0))):
+            big = cv2.resize(mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
+            contours, _ = cv2.findContours(big, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+            cv2.drawContours(tile, contours, -1, colour, 1)
+        cv2.putText(tile, f"{i} {ious[i]:.2f}", (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1)
+        tiles.append(tile)
+    while len(tiles) % columns:
+        tiles.append(np.zeros_like(tiles[0]))
+    sheet = np.vstack([np.hstack(tiles[r:r + columns]) for r in range(0, len(tiles), columns)])
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    cv2.imwrite(path, sheet[..., ::-1])
+
+
 def main(argv=None):
     from facecap_core.segment.segmenter import DEFAULT_MODEL
 
@@ -210,6 +233,9 @@ def main(argv=None):
     ap.add_argument("--error-bands", action="store_true",
                     help="diagnostic: where the fused + graph cut errors lie on each set, by quarter of the face's "
                          "height (forehead, middle, chin), and the IOU with one band's errors taken out")
+    ap.add_argument("--worst-sheet", default=None, metavar="PNG",
+                    help="write each set's 24 worst crops (fused + graph cut; label green, prediction red) to "
+                         "PNG with the set's name before the extension (keep it under out/: real faces)")
     ap.add_argument("--hand-gaps-closed", type=int, default=0, metavar="PX",
                     help="diagnostic: count face slivers between the fingers (gaps a PX-pixel disc closes) as hand")
     args = ap.parse_args(argv)
@@ -263,6 +289,11 @@ def main(argv=None):
                 f"{k} {per_image[kinds == k, 0].mean():.3f} ({int((kinds == k).sum())})" for k in np.unique(kinds)))
         if args.error_bands:
             print_error_bands(fused_masks, gts)
+        if args.worst_sheet:
+            root, ext = os.path.splitext(args.worst_sheet)
+            path = f"{root}_{set_name}{ext or '.png'}"
+            write_worst_sheet(path, crops, fused_masks, gts, per_image[:, 0])
+            print(f"  worst crops → {path}")
     if not args.no_detect and net is not None:
         from facecap_core.detect import FaceDetector
         from facecap_core.segment.pipeline import segment_frame
