@@ -272,7 +272,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "what it computes (net.widen_state_dict)")
     ap.add_argument("--widen", choices=("zero", "split"), default="zero",
                     help="how --init-from widens a narrower network: new channels random with zeroed readers "
-                         "(zero), or copies of old channels sharing their readers' weights (split, Net2WiderNet)")
+                         "(zero), or copies of old channels sharing their readers' weights (split, Net2WiderNet; "
+                         "use it with --ema: zero's fresh BatchNorm statistics stall the moving average, see the "
+                         "segmenter card)")
     ap.add_argument("--ema", type=float, default=0.0,
                     help="exponential moving average of the weights (and BatchNorm statistics) with this decay per "
                          "iteration, e.g. 0.999; validation and the exported model use the average (0 = off)")
