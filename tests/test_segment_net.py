@@ -135,6 +135,20 @@ def test_loss_weighting_matches_manual():
     assert [float(p) for p in parts] == pytest.approx([float(ce(o)) for o in outs], rel=1e-5)
 
 
+def test_soft_targets_give_the_hard_loss_on_hard_labels_and_are_minimised_at_the_target():
+    torch.manual_seed(3)
+    outs = [torch.randn(2, 2, 16, 16) for _ in range(3)]
+    target = torch.randint(0, 2, (2, 16, 16))
+    hard, hard_parts = two_stream_loss(outs, target, iou_weight=1.0)
+    soft, soft_parts = two_stream_loss(outs, target.float(), iou_weight=1.0)
+    assert float(soft) == pytest.approx(float(hard), rel=1e-5)
+    assert [float(p) for p in soft_parts] == pytest.approx([float(p) for p in hard_parts], rel=1e-5)
+    # a soft target q: the cross-entropy is smallest where the network's probability equals q
+    q = torch.full((1, 4, 4), 0.3)
+    losses = {p: float(two_stream_loss([_logits_for(torch.full((1, 4, 4), p))] * 3, q)[0]) for p in (0.1, 0.3, 0.6)}
+    assert losses[0.3] < losses[0.1] and losses[0.3] < losses[0.6]
+
+
 def _logits_for(prob: torch.Tensor) -> torch.Tensor:
     """(N, H, W) face probabilities → (N, 2, H, W) logits whose softmax gives them back."""
     logit = torch.log(prob) - torch.log1p(-prob)

@@ -169,6 +169,37 @@ def test_init_from_starts_at_the_given_weights(tmp_path):
                    "--init-from", str(tmp_path / "missing.pt")))
 
 
+def test_distillation_mixes_the_teachers_mirror_averaged_probability_into_face_crops(tmp_path):
+    from facecap_core.segment.net import TwoStreamNet, face_probability
+    from facecap_core.segment.train import distill_targets
+
+    torch.manual_seed(0)
+    teachers = [TwoStreamNet(0.0625, 64).eval(), TwoStreamNet(0.0625, 64).eval()]
+    x = torch.rand(3, 3, 128, 128)
+    label = torch.zeros(3, 128, 128, dtype=torch.int64)
+    label[:2, 40:90, 30:100] = 1  # crop 2 is a negative
+    with torch.no_grad():
+        def prob(t, img):
+            return face_probability(t.streams(img)[2])
+        q = torch.stack([(prob(t, x) + prob(t, x.flip(3)).flip(2)) / 2 for t in teachers]).mean(0)
+    target = distill_targets(teachers, x, label, 0.25)
+    assert target.dtype == torch.float32 and target.shape == label.shape
+    assert torch.allclose(target[:2], 0.75 * label[:2].float() + 0.25 * q[:2], atol=1e-5)
+    assert torch.equal(target[2], torch.zeros(128, 128))  # a negative keeps its label
+    assert torch.equal(distill_targets(teachers, x, label, 0.0), label.float())
+    # a training run with a teacher, and its card; a missing teacher is one clear error
+    data = _tiny_dataset(str(tmp_path / "data"))
+    t_out, s_out = str(tmp_path / "t" / "seg"), str(tmp_path / "s" / "seg")
+    assert main(_args(data, t_out, str(tmp_path / "t" / "run"), "--stop-at", "2")) == 0
+    assert main(_args(data, s_out, str(tmp_path / "s" / "run"), "--distill-from", t_out + ".pt",
+                      "--distill-weight", "0.4", "--iou-loss", "1.0")) == 0
+    card = open(s_out + ".md").read()
+    assert "distillation" in card and "--distill-weight 0.4" in card
+    with pytest.raises(SystemExit, match="--distill-from: .*not found"):
+        main(_args(data, str(tmp_path / "m" / "seg"), str(tmp_path / "m" / "run"),
+                   "--distill-from", str(tmp_path / "missing.pt")))
+
+
 @pytest.mark.slow
 def test_ema_exports_the_average_and_resumes_it(tmp_path):
     torch.set_num_threads(1)

@@ -241,8 +241,10 @@ def soft_iou_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def two_stream_loss(outputs, target: torch.Tensor, weights=LOSS_WEIGHTS, iou_weight: float = 0.0):
     """The paper's loss: Σ w_k · CE(logits_k, target) over (deconv, fcn, fused), w = (0.5, 0.5, 1.0), plus
     `iou_weight` · soft_iou_loss(fused) (0 = the paper's loss). outputs: three (N, 2, H, W) logits; target
-    (N, H, W) int64 class ids. Returns (total, [ce_deconv, ce_fcn, ce_fused]) with the parts detached."""
-    parts = [F.cross_entropy(o.float(), target) for o in outputs]
+    (N, H, W) int64 class ids, or float face probabilities in [0, 1] (soft targets, as distillation makes).
+    Returns (total, [ce_deconv, ce_fcn, ce_fused]) with the parts detached."""
+    ce_target = torch.stack([1.0 - target, target], 1) if target.is_floating_point() else target
+    parts = [F.cross_entropy(o.float(), ce_target) for o in outputs]
     total = sum(w * p for w, p in zip(weights, parts))
     if iou_weight:
         total = total + iou_weight * soft_iou_loss(outputs[2], target)

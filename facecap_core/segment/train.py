@@ -18,6 +18,10 @@ The paper's recipe, from scratch (no pretrained VGG can be downloaded here; Batc
   (`augment.augment_for_segmentation` with `online_policy()`: a fresh occluder, crop jitter, photometric changes).
   The dataset holds every base face with a fixed handful of augmentations, which the network learns by heart
   (v4 fits occluded training crops at IOU 0.795 against 0.731 on validation); fresh ones keep coming;
+* `--distill-from A.pt[,B.pt...]` (off by default, not the paper's): the targets become
+  (1 − W)·label + W·q on crops with a face, q = the teachers' mean fused face probability on the crop and its
+  mirror image, W = `--distill-weight` (knowledge distillation: an ensemble's agreement, which the metric rewards,
+  taught to one network of the lite budget); crops without a face keep their all-non-face label;
 * fixed seed: batch order depends only on (seed, phase, epoch), flips and online augmentation on (seed, step), so
   a resumed run sees the same batches as an uninterrupted one.
 
@@ -288,6 +292,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="occluder folder for --online-augment (procedural occluders when missing)")
     ap.add_argument("--backgrounds", default=DEFAULT_BACKGROUNDS,
                     help="background photos for --online-augment (procedural backgrounds when missing)")
+    ap.add_argument("--distill-from", type=lambda t: [p for p in t.split(",") if p], default=[],
+                    help="comma-separated teacher models (.pt): their mean fused probability (with a mirror pass) "
+                         "is mixed into the targets (distillation; see --distill-weight)")
+    ap.add_argument("--distill-weight", type=float, default=0.5,
+                    help="with --distill-from: target = (1 − W)·label + W·teachers' probability")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -371,7 +380,7 @@ def train(args: argparse.Namespace) -> int:
             saved = ckpt["args"]
             for k in ("width", "fc_width", "channels", "no_batchnorm", "batch_size", "seed", "lr", "finetune_lr", "momentum",
                       "weight_decay", "warmup", "iters", "finetune_iters", "lr_schedule", "init_from", "ema",
-                      "online_augment", "iou_loss", "occluders", "backgrounds"):
+                      "online_augment", "iou_loss", "occluders", "backgrounds", "distill_from", "distill_weight"):
                 if not args.export_only and k in saved and getattr(args, k) != saved[k]:
                     log(f"resume: --{k.replace('_', '-')} {getattr(args, k)} differs from the checkpoint's "
                         f"{saved[k]}; using the new value" if k in ("iters", "finetune_iters")
@@ -420,6 +429,9 @@ def train(args: argparse.Namespace) -> int:
         augmenter = OnlineAugmenter(args.online_augment, args.occluders, args.backgrounds)
         log(augmenter.describe())
 
+    teachers = load_teachers(args.distill_from, device)
+    if teachers:
+        log(f"distilling from {', '.join(args.distill_from)} (weight {args.distill_weight})")
     total_iters = args.iters + args.finetune_iters
     val_subset = load_val_subset(val_view, args.val_size, args.val_size // 2)
 
@@ -478,6 +490,8 @@ def train(args: argparse.Namespace) -> int:
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             y = torch.from_numpy(mask.astype(np.int64)).to(device)
+            if teachers:
+                y = distill_targets(teachers, x, y, args.distill_weight)
             with autocast(device):
                 outputs = net(x)
             loss, parts = two_stream_loss(outputs, y, iou_weight=args.iou_loss)
@@ -536,6 +550,41 @@ def train(args: argparse.Namespace) -> int:
     save_checkpoint()
     log(f"checkpoint {ckpt_path} at iteration {state['step']} ({state['train_seconds'] / 3600:.2f} h of training)")
     return export(exported(), args, ds, state, val_view, device, log, finished=state["step"] >= total_iters)
+
+
+def load_teachers(paths: list[str], device) -> list:
+    """The `--distill-from` models, frozen, in inference mode on `device`."""
+    from .segmenter import ModelFileError, load_model  # noqa: PLC0415
+
+    teachers = []
+    for path in paths:
+        try:
+            net, _ = load_model(path, device)
+        except ModelFileError as e:
+            raise SystemExit(f"--distill-from: {e}") from None
+        net.train(False)
+        for p in net.parameters():
+            p.requires_grad_(False)
+        teachers.append(net)
+    return teachers
+
+
+def distill_targets(teachers: list, x, label, weight: float):
+    """Soft targets (N, H, W) float: (1 − weight)·label + weight·q on the crops whose label holds a face, where q
+    is the teachers' mean fused face probability on x (N, 3, H, W) and on its mirror image; crops without a face
+    keep their label (a negative stays all non-face)."""
+    import torch  # noqa: PLC0415
+
+    from .net import autocast, face_probability  # noqa: PLC0415
+
+    with torch.no_grad(), autocast(x.device):
+        both = torch.cat([x, x.flip(3)])
+        q = torch.stack([face_probability(t.streams(both)[2]) for t in teachers]).mean(0)
+        q = (q[: len(x)] + q[len(x):].flip(2)) / 2
+    target = label.float()
+    has_face = label.flatten(1).any(1)
+    target[has_face] = (1.0 - weight) * target[has_face] + weight * q[has_face].float()
+    return target
 
 
 def weight_average(net, decay: float):
@@ -633,6 +682,10 @@ def write_card(path, args, ds, state, metrics, curve, net, status, files) -> Non
               f"- phase 2 (with negatives, ≈ as many as positives): lr {args.finetune_lr}, {args.finetune_iters} "
               "iterations",
               f"- batch {args.batch_size}, random horizontal flips, seed {args.seed}",
+              *([f"- distillation: targets (1 − {args.distill_weight})·label + {args.distill_weight}·q on crops "
+                 "with a face, q = the mean fused face probability of "
+                 + ", ".join(f"`{rel(t)}`" for t in args.distill_from) + " on the crop and its mirror image"]
+                if getattr(args, "distill_from", None) else []),
               *([f"- online augmentation: each sample re-augmented with probability {args.online_augment} "
                  "(`train.online_policy`: a fresh occluder, crop jitter, photometric changes)"]
                 if getattr(args, "online_augment", 0.0) > 0 else []),
@@ -664,6 +717,8 @@ def write_card(path, args, ds, state, metrics, curve, net, status, files) -> Non
            f"--threads {args.threads} --run-dir {rel(args.run_dir)}" + (f" --ema {args.ema}" if args.ema > 0 else "")
            + (f" --online-augment {args.online_augment}" if getattr(args, "online_augment", 0.0) > 0 else "")
            + (f" --iou-loss {args.iou_loss}" if args.iou_loss else "")
+           + (f" --distill-from {','.join(rel(t) for t in args.distill_from)} --distill-weight {args.distill_weight}"
+              if getattr(args, "distill_from", None) else "")
            + (f" --init-from {rel(state['init_from'])}" if state.get("init_from") else ""))
     lines += ["", "## Retrain / resume", "", "```", cmd, cmd + " --resume", "```", "",
               f"(checkpoint: `{rel(os.path.join(args.run_dir, CHECKPOINT))}`; not committed)", "", "## Files", ""]
