@@ -553,20 +553,14 @@ def train(args: argparse.Namespace) -> int:
 
 
 def load_teachers(paths: list[str], device) -> list:
-    """The `--distill-from` models, frozen, in inference mode on `device`."""
+    """The `--distill-from` models on `device`, in eval mode (`load_model`; `distill_targets` runs them without
+    gradients)."""
     from .segmenter import ModelFileError, load_model  # noqa: PLC0415
 
-    teachers = []
-    for path in paths:
-        try:
-            net, _ = load_model(path, device)
-        except ModelFileError as e:
-            raise SystemExit(f"--distill-from: {e}") from None
-        net.train(False)
-        for p in net.parameters():
-            p.requires_grad_(False)
-        teachers.append(net)
-    return teachers
+    try:
+        return [load_model(path, device)[0] for path in paths]
+    except ModelFileError as e:
+        raise SystemExit(f"--distill-from: {e}") from None
 
 
 def distill_targets(teachers: list, x, label, weight: float):
