@@ -231,6 +231,20 @@ def test_random_access_and_batches(toy_dataset):
     assert np.array_equal(next(view.batches(3))["image"][0], first["image"])
 
 
+def test_batches_keep_only_the_chosen_sources(toy_dataset):
+    view = Dataset(toy_dataset).view("segmentation", "train")
+    everything = next(view.batches(100000))
+    sources = {str(s) for s in everything["source"][~everything["is_negative"]]}
+    assert len(sources) >= 2, "the toy dataset should mix sources"
+    keep = sorted(sources)[0]
+    kept = next(view.batches(100000, sources={keep}, rng=np.random.default_rng(1)))
+    pos = ~kept["is_negative"]
+    assert set(kept["source"][pos].astype(str)) == {keep}
+    assert pos.sum() == (everything["source"] == keep).sum()
+    assert kept["is_negative"].sum() == everything["is_negative"].sum()  # negatives are not filtered
+    assert not any(True for _ in view.batches(4, sources=set(), negatives=False))
+
+
 def test_torch_wrapper(toy_dataset):
     torch = pytest.importorskip("torch")
     tv = Dataset(toy_dataset).view("segmentation", "val").torch()

@@ -200,6 +200,16 @@ def test_distillation_mixes_the_teachers_mirror_averaged_probability_into_face_c
                    "--distill-from", str(tmp_path / "missing.pt")))
 
 
+def test_sources_restrict_the_positives_and_unknown_ones_are_one_clear_error(tmp_path):
+    data = _tiny_dataset(str(tmp_path / "data"))  # its positives are all "synthetic"
+    out = str(tmp_path / "a" / "seg")
+    assert main(_args(data, out, str(tmp_path / "a" / "run"), "--sources", "synthetic")) == 0
+    card = open(out + ".md").read()
+    assert "positives from the sources synthetic only" in card and "--sources synthetic" in card
+    with pytest.raises(SystemExit, match="--sources: real-photo not among this dataset's training sources"):
+        main(_args(data, str(tmp_path / "b" / "seg"), str(tmp_path / "b" / "run"), "--sources", "real-photo"))
+
+
 @pytest.mark.slow
 def test_ema_exports_the_average_and_resumes_it(tmp_path):
     torch.set_num_threads(1)

@@ -283,10 +283,11 @@ class DatasetView:
         return self._rows(self.dataset.load_shard(self._shards[k]["file"]), row)
 
     def batches(self, batch_size: int, *, rng: np.random.Generator | None = None, drop_last: bool = False,
-                negatives: bool = True):
+                negatives: bool = True, sources=None):
         """Yield dicts of stacked arrays, `batch_size` samples each. With `rng`, shard order and the order inside
         each shard are shuffled (a block shuffle: one shard in memory at a time). `negatives=False` drops the
-        negative samples (e.g. for the first training phase)."""
+        negative samples (e.g. for the first training phase); `sources` (a collection of provenance sources, e.g.
+        {"real-photo", "real-video"}) keeps only the positives from those sources (negatives are unaffected)."""
         order = np.arange(len(self._shards)) if rng is None else rng.permutation(len(self._shards))
         pending: list[dict] = []
         n_pending = 0
@@ -295,6 +296,9 @@ class DatasetView:
             rows = np.arange(len(arrays["is_negative"]))
             if not negatives:
                 rows = rows[~arrays["is_negative"]]
+            if sources is not None:
+                keep = arrays["is_negative"] | np.isin(arrays["source"].astype(str), list(sources))
+                rows = rows[keep[rows]]
             if rng is not None:
                 rows = rng.permutation(rows)
             pending.append(self._rows(arrays, rows))

@@ -98,11 +98,11 @@ def load_val_subset(view, n_pos: int, n_neg: int) -> dict:
             "augmentation": aug[sel]}
 
 
-def epoch_batches(view, batch_size: int, seed: int, phase: int, epoch: int):
+def epoch_batches(view, batch_size: int, seed: int, phase: int, epoch: int, sources=None):
     """One epoch of training batches for `phase` (1: positives only, 2: with negatives), in an order fixed by
-    (seed, phase, epoch)."""
+    (seed, phase, epoch); `sources`: keep only the positives of these provenance sources (None = all)."""
     rng = np.random.default_rng([seed, phase, epoch])
-    return view.batches(batch_size, rng=rng, drop_last=True, negatives=(phase == 2))
+    return view.batches(batch_size, rng=rng, drop_last=True, negatives=(phase == 2), sources=sources)
 
 
 def online_policy():
@@ -297,6 +297,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "is mixed into the targets (distillation; see --distill-weight)")
     ap.add_argument("--distill-weight", type=float, default=0.5,
                     help="with --distill-from: target = (1 − W)·label + W·teachers' probability")
+    ap.add_argument("--sources", type=lambda t: [p for p in t.split(",") if p], default=None,
+                    help="train only on the positives of these provenance sources, comma-separated, e.g. "
+                         "real-photo,real-video (negatives are kept; default: every source)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -380,7 +383,8 @@ def train(args: argparse.Namespace) -> int:
             saved = ckpt["args"]
             for k in ("width", "fc_width", "channels", "no_batchnorm", "batch_size", "seed", "lr", "finetune_lr", "momentum",
                       "weight_decay", "warmup", "iters", "finetune_iters", "lr_schedule", "init_from", "ema",
-                      "online_augment", "iou_loss", "occluders", "backgrounds", "distill_from", "distill_weight"):
+                      "online_augment", "iou_loss", "occluders", "backgrounds", "distill_from", "distill_weight",
+                      "sources"):
                 if not args.export_only and k in saved and getattr(args, k) != saved[k]:
                     log(f"resume: --{k.replace('_', '-')} {getattr(args, k)} differs from the checkpoint's "
                         f"{saved[k]}; using the new value" if k in ("iters", "finetune_iters")
@@ -446,6 +450,13 @@ def train(args: argparse.Namespace) -> int:
 
     counts = ds.manifest["kinds"]["segmentation"]["splits"]["train"]["counts"]
     n_pos = int(counts["total"] - counts["negative"])
+    if args.sources is not None:
+        have = {k: v for k, v in counts.get("source", {}).items() if k != "negative"}
+        missing = [s for s in args.sources if s not in have]
+        if missing or not args.sources:
+            raise SystemExit(f"--sources: {', '.join(missing) or 'nothing given'} not among this dataset's training "
+                             f"sources ({', '.join(sorted(have))}); pick from those")
+        n_pos = sum(have[s] for s in args.sources)
     log(f"training {net.config} ({net.num_parameters():,} parameters) on {device} ({hardware()}); "
         f"data {args.data}: {len(train_view)} train samples ({n_pos} positives), val subset "
         f"{len(val_subset['image'])}; iterations {state['step']}/{total_iters} "
@@ -471,7 +482,8 @@ def train(args: argparse.Namespace) -> int:
         skip = state["batch_in_epoch"] if state.get("phase", phase) == phase else 0
         state["phase"] = phase
         epoch_done, n_batches = True, 0
-        for b_i, batch in enumerate(epoch_batches(train_view, args.batch_size, args.seed, phase, epoch)):
+        for b_i, batch in enumerate(epoch_batches(train_view, args.batch_size, args.seed, phase, epoch,
+                                                                 args.sources)):
             n_batches += 1
             if b_i < skip:
                 continue
@@ -676,6 +688,8 @@ def write_card(path, args, ds, state, metrics, curve, net, status, files) -> Non
               f"- phase 2 (with negatives, ≈ as many as positives): lr {args.finetune_lr}, {args.finetune_iters} "
               "iterations",
               f"- batch {args.batch_size}, random horizontal flips, seed {args.seed}",
+              *([f"- positives from the sources {', '.join(args.sources)} only (negatives: all of them)"]
+                if getattr(args, "sources", None) else []),
               *([f"- distillation: targets (1 − {args.distill_weight})·label + {args.distill_weight}·q on crops "
                  "with a face, q = the mean fused face probability of "
                  + ", ".join(f"`{rel(t)}`" for t in args.distill_from) + " on the crop and its mirror image"]
@@ -713,6 +727,7 @@ def write_card(path, args, ds, state, metrics, curve, net, status, files) -> Non
            + (f" --iou-loss {args.iou_loss}" if args.iou_loss else "")
            + (f" --distill-from {','.join(rel(t) for t in args.distill_from)} --distill-weight {args.distill_weight}"
               if getattr(args, "distill_from", None) else "")
+           + (f" --sources {','.join(args.sources)}" if getattr(args, "sources", None) else "")
            + (f" --init-from {rel(state['init_from'])}" if state.get("init_from") else ""))
     lines += ["", "## Retrain / resume", "", "```", cmd, cmd + " --resume", "```", "",
               f"(checkpoint: `{rel(os.path.join(args.run_dir, CHECKPOINT))}`; not committed)", "", "## Files", ""]
