@@ -235,6 +235,23 @@ def _atomic_torch_save(obj, path: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- training
+def _comma_list(text: str) -> list[str]:
+    return [part for part in text.split(",") if part]
+
+
+def positives_by_source(counts: dict, sources: list[str] | None) -> int:
+    """How many training positives `--sources` keeps (all of them for None), from the split's manifest counts; a
+    source the dataset does not have is one clear error."""
+    if sources is None:
+        return int(counts["total"] - counts["negative"])
+    have = {k: v for k, v in counts.get("source", {}).items() if k != "negative"}
+    missing = [s for s in sources if s not in have]
+    if missing or not sources:
+        raise SystemExit(f"--sources: {', '.join(missing) or 'nothing given'} not among this dataset's training "
+                         f"sources ({', '.join(sorted(have))}); pick from those")
+    return sum(have[s] for s in sources)
+
+
 def _channel_list(text: str) -> list[int]:
     from .net import checked_channels  # noqa: PLC0415
 
@@ -292,12 +309,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="occluder folder for --online-augment (procedural occluders when missing)")
     ap.add_argument("--backgrounds", default=DEFAULT_BACKGROUNDS,
                     help="background photos for --online-augment (procedural backgrounds when missing)")
-    ap.add_argument("--distill-from", type=lambda t: [p for p in t.split(",") if p], default=[],
+    ap.add_argument("--distill-from", type=_comma_list, default=[],
                     help="comma-separated teacher models (.pt): their mean fused probability (with a mirror pass) "
                          "is mixed into the targets (distillation; see --distill-weight)")
     ap.add_argument("--distill-weight", type=float, default=0.5,
                     help="with --distill-from: target = (1 − W)·label + W·teachers' probability")
-    ap.add_argument("--sources", type=lambda t: [p for p in t.split(",") if p], default=None,
+    ap.add_argument("--sources", type=_comma_list, default=None,
                     help="train only on the positives of these provenance sources, comma-separated, e.g. "
                          "real-photo,real-video (negatives are kept; default: every source)")
     ap.add_argument("--seed", type=int, default=0)
@@ -391,6 +408,7 @@ def train(args: argparse.Namespace) -> int:
                         else f"resume: keeping the checkpoint's --{k.replace('_', '-')} {saved[k]}")
                 if k in saved and (k not in ("iters", "finetune_iters") or args.export_only):
                     setattr(args, k, saved[k])  # a key the checkpoint predates keeps its default (what that run did)
+    n_pos = positives_by_source(ds.manifest["kinds"]["segmentation"]["splits"]["train"]["counts"], args.sources)
 
     torch.manual_seed(args.seed)
     net = TwoStreamNet(args.width, args.fc_width, batchnorm=not args.no_batchnorm, channels=args.channels)
@@ -448,15 +466,6 @@ def train(args: argparse.Namespace) -> int:
     if args.export_only:
         return export(exported(), args, ds, state, val_view, device, log, finished=state["step"] >= total_iters)
 
-    counts = ds.manifest["kinds"]["segmentation"]["splits"]["train"]["counts"]
-    n_pos = int(counts["total"] - counts["negative"])
-    if args.sources is not None:
-        have = {k: v for k, v in counts.get("source", {}).items() if k != "negative"}
-        missing = [s for s in args.sources if s not in have]
-        if missing or not args.sources:
-            raise SystemExit(f"--sources: {', '.join(missing) or 'nothing given'} not among this dataset's training "
-                             f"sources ({', '.join(sorted(have))}); pick from those")
-        n_pos = sum(have[s] for s in args.sources)
     log(f"training {net.config} ({net.num_parameters():,} parameters) on {device} ({hardware()}); "
         f"data {args.data}: {len(train_view)} train samples ({n_pos} positives), val subset "
         f"{len(val_subset['image'])}; iterations {state['step']}/{total_iters} "
@@ -482,8 +491,8 @@ def train(args: argparse.Namespace) -> int:
         skip = state["batch_in_epoch"] if state.get("phase", phase) == phase else 0
         state["phase"] = phase
         epoch_done, n_batches = True, 0
-        for b_i, batch in enumerate(epoch_batches(train_view, args.batch_size, args.seed, phase, epoch,
-                                                                 args.sources)):
+        batches = epoch_batches(train_view, args.batch_size, args.seed, phase, epoch, args.sources)
+        for b_i, batch in enumerate(batches):
             n_batches += 1
             if b_i < skip:
                 continue
