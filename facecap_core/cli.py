@@ -116,6 +116,7 @@ def cmd_data_build(args) -> int:
                     max_video_frames=args.max_video_frames, seg_perturbed=args.perturbed,
                     seg_rectangles=args.perturbed if args.rectangles is None else args.rectangles,
                     seg_hands=args.hands, seg_occluders=args.other_occluders, seg_size=args.seg_size,
+                    seg_margin=args.seg_margin,
                     track_size=args.track_size,
                     reenact_per_photo=args.reenact if folders["faces"] else 0, max_real=args.max_real)
     engine = ProjectEngine(faces=folders["faces"], occluders=folders["occluders"],
@@ -344,6 +345,17 @@ def _engine_options(p) -> None:
 
 
 
+def _margin_range(text: str) -> tuple:
+    """'LO,HI' with 1 <= LO <= HI: a crop side as a multiple of the landmark box's side."""
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI (e.g. 1.5,2.0), got {text!r}") from None
+    if not 1.0 <= lo <= hi:
+        raise argparse.ArgumentTypeError(f"need 1 <= LO <= HI (a crop at least as large as the face), got {text!r}")
+    return lo, hi
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="facecap", description="Real-time facial performance capture from RGB video.")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
@@ -423,6 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--shard-size", type=int, default=512)
     q.add_argument("--limit", type=int, default=None, help="at most N samples per kind and split (quick builds)")
     q.add_argument("--seg-size", type=int, default=128)
+    q.add_argument("--seg-margin", type=_margin_range, default=(1.25, 2.3), metavar="LO,HI",
+                   help="segmentation crops of real faces: side / landmark-box side, drawn uniformly from LO-HI "
+                        "(default 1.25,2.3; the pipeline crops at 1.75)")
     q.add_argument("--track-size", type=int, default=160)
     q.add_argument("--render-size", type=int, default=160, help="synthetic render size before cropping")
     q.add_argument("--reenact", type=int, default=1, help="re-enactment renders per single-face real photo")

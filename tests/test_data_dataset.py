@@ -65,7 +65,7 @@ class ToyEngine(B.Engine):
         s.source, s.identity = "synthetic", "synthetic"
         return s
 
-    def segmentation(self, sample, augmentation, rng, size):
+    def segmentation(self, sample, augmentation, rng, size, margin=(1.25, 2.3)):
         s = B.crop_face(sample, size, margin=rng.uniform(1.2, 1.6))
         if augmentation in ("rectangles", "hand", "occluder"):
             x0, y0 = rng.integers(0, size // 2, 2)
@@ -359,3 +359,21 @@ def test_cli_build_missing_folder_says_so(rig_path, tmp_path):
     assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1 and "nothing to build" in proc.stderr
     proc = run_cli("data", "build", "--out", str(tmp_path / "f"), "--kinds", "segmentation,bogus")
     assert proc.returncode == 1 and "unknown dataset kind bogus" in proc.stderr
+
+
+def test_project_engine_draws_the_crop_margin_from_the_recipe(rig_path):
+    """`--seg-margin LO,HI` reaches the real faces' crops: a crop 2.2× the landmark box shows the face about
+    (2.2 / 1.3)² ≈ 2.9 times smaller than one 1.3× it (the crop jitter scales both alike)."""
+    engine = B.ProjectEngine(rig_path=rig_path, log=lambda *a: None)
+    face = ToyEngine()._face(np.random.default_rng(0), size=160)
+    face.source = "real-photo"
+
+    def median_face_area(margin):
+        return np.median([engine.segmentation(face.copy(), "perturb", np.random.default_rng(k), 64,
+                                              margin=(margin, margin)).mask.sum() for k in range(12)])
+
+    ratio = median_face_area(1.3) / median_face_area(2.2)
+    assert 2.2 < ratio < 3.8
+    assert B.Recipe(seg_margin=(1.5, 2.0)).to_json()["seg_margin"] == [1.5, 2.0]
+    proc = run_cli("data", "build", "--out", "unused", "--seg-margin", "2.0,1.5")
+    assert proc.returncode == 2 and "need 1 <= LO <= HI" in proc.stderr

@@ -56,6 +56,7 @@ class Recipe:
     used ≈10: raise `seg_perturbed` and `seg_rectangles` together to get closer)."""
     kinds: tuple = KINDS
     seg_size: int = 128
+    seg_margin: tuple = (1.25, 2.3)  # real faces: crop side / landmark-box side, drawn uniformly per copy
     track_size: int = 160
     shard_size: int = 512
     count_synthetic: int = 2000  # synthetic base renders over all splits
@@ -178,9 +179,11 @@ class Engine:
         """A synthetic render for `split` (textures of that split's identities only)."""
         raise NotImplementedError
 
-    def segmentation(self, sample: FaceSample, augmentation: str, rng, size: int) -> FaceSample:
-        """A size×size crop of `sample` with the named augmentation ("perturb", "rectangles", "hand",
-        "occluder"); every occluder clears the mask under it and marks the landmarks it covers."""
+    def segmentation(self, sample: FaceSample, augmentation: str, rng, size: int,
+                     margin: tuple = (1.25, 2.3)) -> FaceSample:
+        """A size×size crop of `sample` (real faces: side drawn from `margin` × the landmark box) with the named
+        augmentation ("perturb", "rectangles", "hand", "occluder"); every occluder clears the mask under it and
+        marks the landmarks it covers."""
         raise NotImplementedError
 
     def negative(self, rng, size: int) -> FaceSample:
@@ -291,7 +294,7 @@ def make_shard(engine: Engine, kind: str, split: str, items: list[tuple[BaseRef,
             if aug == "negative":
                 s = engine.negative(rng, recipe.seg_size)
             else:
-                s = engine.segmentation(base, aug, rng, recipe.seg_size)
+                s = engine.segmentation(base, aug, rng, recipe.seg_size, tuple(recipe.seg_margin))
             samples.append(s)
             labels.append(aug)
         else:
@@ -710,10 +713,10 @@ class ProjectEngine(Engine):
         return warp_sample(sample, a, (size, size), background=random_background(rng, self.backgrounds,
                                                                                   (size, size)))
 
-    def segmentation(self, sample, augmentation, rng, size):
+    def segmentation(self, sample, augmentation, rng, size, margin=(1.25, 2.3)):
         from .augment import SegmentationPolicy, augment_for_segmentation  # noqa: PLC0415
 
-        s = self._to_size(sample, rng, size, float(rng.uniform(1.25, 2.3)))
+        s = self._to_size(sample, rng, size, float(rng.uniform(*margin)))
         choice = {"perturb": "none", "rectangles": "rectangles", "hand": "hand", "occluder": "other"}[augmentation]
         policy = SegmentationPolicy(occlusion={choice: 1.0})
         return augment_for_segmentation(s, rng, self.occluders, self.backgrounds, policy)
