@@ -213,11 +213,12 @@ def face_crop_affine(landmarks: np.ndarray, size: int, margin: float = 1.3) -> n
 
 def crop_face(sample: FaceSample, size: int, margin: float = 1.3) -> FaceSample:
     """A size×size crop around the sample's landmark box (`face_crop_affine`), composed into `crop_affine`;
-    landmarks outside the crop become not visible. Image bilinear (border reflected), mask nearest."""
+    landmarks outside the crop become not visible. Image bilinear with the border replicated, as the pipeline
+    crops frames (`detect.crop_image`; a reflected border would mirror the face into the crop); mask nearest."""
     import cv2  # noqa: PLC0415
 
     a = face_crop_affine(sample.landmarks, size, margin)
-    image = cv2.warpAffine(sample.image, a, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    image = cv2.warpAffine(sample.image, a, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     mask = cv2.warpAffine(sample.mask, a, (size, size), flags=cv2.INTER_NEAREST, borderValue=0)
     lm = (sample.landmarks @ a[:, :2].T + a[:, 2]).astype(np.float32)
     inside = np.all((lm >= 0) & (lm <= size - 1), axis=1)

@@ -3,7 +3,8 @@
 This replaces the paper's semi-automatic labelling tool. Given an RGB image and the teacher's 478 landmarks
 (pixels), :func:`face_mask` returns a uint8 {0, 1} mask where 1 = face:
 
-1. **Oval**: the 36-vertex face oval (``landmarks.FACE_OVAL``) filled. Everything outside is hard non-face.
+1. **Oval**: the 36-vertex face oval (``landmarks.FACE_OVAL``) filled, united with the 478-point mesh's triangles
+   (a turned face's profile sticks out past the oval's far side). Everything outside is hard non-face.
 2. **Hard face**: eyes (lid contours), eyebrows, lips (outer lip contour, which contains an open mouth) and the
    nostrils are face whatever their colour (design §5: eyes and an open mouth are face) — unless a worn face
    mask covers them (below).
@@ -47,6 +48,7 @@ Pure functions on arrays; training-time only.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -127,9 +129,23 @@ def oval_polygon(landmarks: np.ndarray) -> np.ndarray:
     return np.asarray(landmarks, np.float64)[list(L.FACE_OVAL), :2]
 
 
+@functools.lru_cache(maxsize=1)
+def _mesh_triangles() -> np.ndarray:
+    """(T, 3) triangles of the 478-point mesh (the rig's topology, which the teacher's points share)."""
+    from ..rig.model import load_rig  # noqa: PLC0415
+
+    return np.asarray(load_rig(None).triangles, np.int64)
+
+
 def oval_mask(shape, landmarks: np.ndarray) -> np.ndarray:
-    """uint8 {0,1} (H, W): the filled face oval (design §5 polygon)."""
-    return _poly(shape, oval_polygon(landmarks))
+    """uint8 {0,1} (H, W): the face's outline (design §5): the filled face oval united with every triangle of
+    the 478-point mesh. In a frontal view the two agree; in a turned one the oval's far side runs behind the
+    cheek, and the nose tip, the far half of the lips and the chin's profile stick out past it."""
+    m = _poly(shape, oval_polygon(landmarks))
+    p = np.round(np.asarray(landmarks, np.float64)[:, :2] * 16).astype(np.int32)  # 4 fractional bits
+    for tri in p[_mesh_triangles()]:
+        cv2.fillConvexPoly(m, tri, 1, lineType=cv2.LINE_8, shift=4)
+    return m
 
 
 def _nostrils(shape, lm: np.ndarray) -> np.ndarray:
