@@ -452,3 +452,24 @@ def test_blonde_fringe_strands_cut_by_texture(rig):
     assert S.face_mask(fringe, lm)[region].mean() < 0.2
     assert S.face_mask(wrinkles, lm)[region].mean() > 0.9
     assert S.face_mask(wrinkles, lm, colour_only)[region].mean() > 0.9
+
+
+def test_outline_of_a_turned_face_keeps_the_profile(rig):
+    """Turned 45°, the oval's far side runs behind the cheek and the nose tip sticks out past it; the outline
+    (oval ∪ mesh triangles) still contains it, and a frontal face's outline is its oval."""
+    p = np.asarray(rig.neutral, np.float64)
+    a = np.radians(45)
+    turned = p @ np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]]).T
+    for pts, tip_in_oval in ((turned, False), (p, True)):
+        xy = pts[:, :2]
+        o = xy[list(L.FACE_OVAL)]
+        lm = (xy - (o.max(0) + o.min(0)) / 2) * (130 / np.ptp(o[:, 0])) + [110, 125]
+        oval_only = S._poly((240, 220), S.oval_polygon(lm))
+        outline = S.oval_mask((240, 220), lm)
+        x, y = np.round(lm[4]).astype(int)  # nose tip
+        assert bool(oval_only[y, x]) == tip_in_oval and outline[y, x] == 1
+        assert np.all(outline >= oval_only)
+        if tip_in_oval:
+            assert outline.sum() < 1.02 * oval_only.sum()
+        else:
+            assert outline.sum() > 1.1 * oval_only.sum()
