@@ -92,7 +92,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_data_build(args) -> int:
-    from .data.build import ProjectEngine, Recipe, build_dataset
+    from .data.build import SEG_MARGIN, ProjectEngine, Recipe, build_dataset
     from .data.dataset import KINDS
     from .data.paths import DEFAULT_BACKGROUNDS, DEFAULT_FACES, DEFAULT_OCCLUDERS
 
@@ -116,7 +116,7 @@ def cmd_data_build(args) -> int:
                     max_video_frames=args.max_video_frames, seg_perturbed=args.perturbed,
                     seg_rectangles=args.perturbed if args.rectangles is None else args.rectangles,
                     seg_hands=args.hands, seg_occluders=args.other_occluders, seg_size=args.seg_size,
-                    seg_margin=args.seg_margin,
+                    seg_margin=args.seg_margin or SEG_MARGIN,
                     track_size=args.track_size,
                     reenact_per_photo=args.reenact if folders["faces"] else 0, max_real=args.max_real)
     engine = ProjectEngine(faces=folders["faces"], occluders=folders["occluders"],
@@ -435,9 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--shard-size", type=int, default=512)
     q.add_argument("--limit", type=int, default=None, help="at most N samples per kind and split (quick builds)")
     q.add_argument("--seg-size", type=int, default=128)
-    q.add_argument("--seg-margin", type=_margin_range, default=(1.25, 2.3), metavar="LO,HI",
+    q.add_argument("--seg-margin", type=_margin_range, default=None, metavar="LO,HI",
                    help="segmentation crops of real faces: side / landmark-box side, drawn uniformly from LO-HI "
-                        "(default 1.25,2.3; the pipeline crops at 1.75)")
+                        "(default: data.build.SEG_MARGIN, 1.25-2.3; the pipeline crops at 1.75)")
     q.add_argument("--track-size", type=int, default=160)
     q.add_argument("--render-size", type=int, default=160, help="synthetic render size before cropping")
     q.add_argument("--reenact", type=int, default=1, help="re-enactment renders per single-face real photo")

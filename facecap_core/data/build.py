@@ -49,6 +49,9 @@ class BuildError(DatasetError):
     """The build cannot start or go on (no sources, recipe mismatch on resume …): one line."""
 
 
+SEG_MARGIN = (1.25, 2.3)  # real faces' segmentation crops: side / landmark-box side, drawn uniformly per copy
+
+
 @dataclass
 class Recipe:
     """What to build. Multiplicities are per base sample; fractional ones are spread evenly (every 2nd base
@@ -56,7 +59,7 @@ class Recipe:
     used ≈10: raise `seg_perturbed` and `seg_rectangles` together to get closer)."""
     kinds: tuple = KINDS
     seg_size: int = 128
-    seg_margin: tuple = (1.25, 2.3)  # real faces: crop side / landmark-box side, drawn uniformly per copy
+    seg_margin: tuple = SEG_MARGIN
     track_size: int = 160
     shard_size: int = 512
     count_synthetic: int = 2000  # synthetic base renders over all splits
@@ -180,7 +183,7 @@ class Engine:
         raise NotImplementedError
 
     def segmentation(self, sample: FaceSample, augmentation: str, rng, size: int,
-                     margin: tuple = (1.25, 2.3)) -> FaceSample:
+                     margin: tuple = SEG_MARGIN) -> FaceSample:
         """A size×size crop of `sample` (real faces: side drawn from `margin` × the landmark box) with the named
         augmentation ("perturb", "rectangles", "hand", "occluder"); every occluder clears the mask under it and
         marks the landmarks it covers."""
@@ -714,7 +717,7 @@ class ProjectEngine(Engine):
         return warp_sample(sample, a, (size, size), background=random_background(rng, self.backgrounds,
                                                                                   (size, size)))
 
-    def segmentation(self, sample, augmentation, rng, size, margin=(1.25, 2.3)):
+    def segmentation(self, sample, augmentation, rng, size, margin=SEG_MARGIN):
         from .augment import SegmentationPolicy, augment_for_segmentation  # noqa: PLC0415
 
         s = self._to_size(sample, rng, size, float(rng.uniform(*margin)))

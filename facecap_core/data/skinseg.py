@@ -117,10 +117,14 @@ class SkinSegParams:
 DEFAULT_PARAMS = SkinSegParams()
 
 
+def _fixed_point(pts: np.ndarray) -> np.ndarray:
+    """Pixel coordinates as OpenCV's drawing functions take them with shift=4 (4 fractional bits)."""
+    return np.round(np.asarray(pts, np.float64)[..., :2] * 16).astype(np.int32)
+
+
 def _poly(shape, pts: np.ndarray, value: int = 1) -> np.ndarray:
     m = np.zeros(shape[:2], np.uint8)
-    p = np.round(np.asarray(pts, np.float64) * 16).astype(np.int32)  # 4 fractional bits
-    cv2.fillPoly(m, [p.reshape(-1, 1, 2)], value, lineType=cv2.LINE_8, shift=4)
+    cv2.fillPoly(m, [_fixed_point(pts).reshape(-1, 1, 2)], value, lineType=cv2.LINE_8, shift=4)
     return m
 
 
@@ -142,8 +146,7 @@ def oval_mask(shape, landmarks: np.ndarray) -> np.ndarray:
     the 478-point mesh. In a frontal view the two agree; in a turned one the oval's far side runs behind the
     cheek, and the nose tip, the far half of the lips and the chin's profile stick out past it."""
     m = _poly(shape, oval_polygon(landmarks))
-    p = np.round(np.asarray(landmarks, np.float64)[:, :2] * 16).astype(np.int32)  # 4 fractional bits
-    for tri in p[_mesh_triangles()]:
+    for tri in _fixed_point(landmarks)[_mesh_triangles()]:
         cv2.fillConvexPoly(m, tri, 1, lineType=cv2.LINE_8, shift=4)
     return m
 
