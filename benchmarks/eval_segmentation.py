@@ -80,8 +80,8 @@ def load_test_faces(limit: int | None, seed: int, margin: float = MARGIN, split:
     test = [lb for lb in labels if lb.split == split]
     if limit:
         test = test[:limit]
-    try:
-        occ = OccluderLibrary.from_dir(DEFAULT_OCCLUDERS, os.path.join(CACHE, "occluders"))
+    try:  # the split's own real hands: the training data never pastes them (occluders.cutout_split)
+        occ = OccluderLibrary.from_dir(DEFAULT_OCCLUDERS, os.path.join(CACHE, "occluders")).for_split(split)
     except Exception:  # noqa: BLE001 - procedural hands only
         occ = None
     rng = np.random.default_rng(seed)

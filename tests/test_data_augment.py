@@ -75,6 +75,26 @@ def test_hand_poses_cover_the_face(face):
         assert frac > 20, pose
 
 
+def test_held_out_hands_come_from_photos_training_never_saw(face):
+    """Real hand cut-outs split by the photo they were cut from: every split's hands are disjoint, all together
+    are the library's, two hands of one photo share a split, and a split's library pastes only its own."""
+    rgba = np.zeros((40, 30, 4), np.uint8)
+    rgba[5:35, 5:25] = (200, 150, 120, 255)
+    names = [f"ego_{k:02d}_hand{j}" for k in range(40) for j in (1, 2)] + [f"ego_{k:02d}_c0" for k in range(40)]
+    lib = O.OccluderLibrary({"hand": [(rgba, n) for n in names], "object": [(rgba, "cup")]}, p_real=1.0)
+    parts = {s: {n for _, n in lib.for_split(s).cutouts["hand"]} for s in ("train", "val", "test")}
+    assert sum(len(p) for p in parts.values()) == len(names) and set().union(*parts.values()) == set(names)
+    assert 0.5 < len(parts["train"]) / len(names) < 0.85 and parts["val"] and parts["test"]
+    for k in range(40):
+        assert len({O.cutout_split(f"ego_{k:02d}_{t}") for t in ("hand1", "hand2", "c0")}) == 1
+    assert lib.for_split("test").counts()["object"] == 1 and lib.for_split(None) is lib
+    test_lib = lib.for_split("test")
+    for seed in range(6):
+        out = A.add_hand(face, _rng(seed), test_lib)
+        rec = out.meta["augment"][-1]
+        assert rec["op"] == "real-hand" and rec["file"] in parts["test"]
+
+
 def test_geometric_warp_keeps_labels_on_content(face):
     out = A.random_crop_jitter(face, _rng(5), max_shift=0.05, max_rotation_deg=20)
     rec = out.meta["augment"][-1]

@@ -65,7 +65,7 @@ class ToyEngine(B.Engine):
         s.source, s.identity = "synthetic", "synthetic"
         return s
 
-    def segmentation(self, sample, augmentation, rng, size, margin=(1.25, 2.3)):
+    def segmentation(self, sample, augmentation, rng, size, margin=(1.25, 2.3), split="train"):
         s = B.crop_face(sample, size, margin=rng.uniform(1.2, 1.6))
         if augmentation in ("rectangles", "hand", "occluder"):
             x0, y0 = rng.integers(0, size // 2, 2)
@@ -78,7 +78,7 @@ class ToyEngine(B.Engine):
         s.meta["augment"] = [{"op": "crop"}] + ([{"op": augmentation}] if augmentation != "perturb" else [])
         return s
 
-    def negative(self, rng, size):
+    def negative(self, rng, size, split="train"):
         return FaceSample(rng.integers(0, 255, (size, size, 3), dtype=np.uint8), np.zeros((size, size), np.uint8),
                           np.full((73, 2), np.nan, np.float32), np.zeros(73, bool), None, source="negative")
 
@@ -377,3 +377,35 @@ def test_project_engine_draws_the_crop_margin_from_the_recipe(rig_path):
     assert B.Recipe(seg_margin=(1.5, 2.0)).to_json()["seg_margin"] == [1.5, 2.0]
     proc = run_cli("data", "build", "--out", "unused", "--seg-margin", "2.0,1.5")
     assert proc.returncode == 2 and "need 1 <= LO <= HI" in proc.stderr
+
+
+def test_each_split_pastes_its_own_real_hands(rig_path):
+    """The builder hands each shard's split to the engine, and the project's engine pastes only that split's real
+    hand cut-outs, so the held-out figures are on hands no training crop showed."""
+    from facecap_core.data.occluders import OccluderLibrary, cutout_split
+
+    class Recording(ToyEngine):
+        seen = set()
+
+        def segmentation(self, sample, augmentation, rng, size, margin=(1.25, 2.3), split="train"):
+            self.seen.add(split)
+            return super().segmentation(sample, augmentation, rng, size, margin, split)
+
+    eng = Recording()
+    recipe = B.Recipe(kinds=("segmentation",), count_synthetic=3, seg_hands=1)
+    for split in B.SPLITS:
+        items = B.plan_items("segmentation", B._bases_for(eng, split, recipe), recipe)
+        B.make_shard(eng, "segmentation", split, items, np.random.default_rng(0), recipe)
+    assert Recording.seen == set(B.SPLITS)
+
+    rgba = np.zeros((40, 30, 4), np.uint8)
+    rgba[5:35, 5:25] = (190, 140, 110, 255)
+    engine = B.ProjectEngine(rig_path=rig_path, log=lambda *a: None)
+    engine.occluders = OccluderLibrary({"hand": [(rgba, f"ego_{k:02d}_hand1") for k in range(30)]}, p_real=1.0)
+    face = ToyEngine()._face(np.random.default_rng(0), size=160)
+    face.source = "real-photo"
+    for split in ("val", "test"):
+        files = {rec["file"] for k in range(10)
+                 for rec in engine.segmentation(face.copy(), "hand", np.random.default_rng(k), 64, split=split)
+                 .meta["augment"] if rec["op"] == "real-hand"}
+        assert files and {cutout_split(f) for f in files} == {split}

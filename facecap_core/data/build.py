@@ -183,13 +183,13 @@ class Engine:
         raise NotImplementedError
 
     def segmentation(self, sample: FaceSample, augmentation: str, rng, size: int,
-                     margin: tuple = SEG_MARGIN) -> FaceSample:
+                     margin: tuple = SEG_MARGIN, split: str = "train") -> FaceSample:
         """A size×size crop of `sample` (real faces: side drawn from `margin` × the landmark box) with the named
         augmentation ("perturb", "rectangles", "hand", "occluder"); every occluder clears the mask under it and
-        marks the landmarks it covers."""
+        marks the landmarks it covers. Real hands come from `split`'s cut-outs (`occluders.cutout_split`)."""
         raise NotImplementedError
 
-    def negative(self, rng, size: int) -> FaceSample:
+    def negative(self, rng, size: int, split: str = "train") -> FaceSample:
         raise NotImplementedError
 
     def tracking_crop(self, sample: FaceSample, rng, size: int, margin: float) -> FaceSample:
@@ -296,9 +296,9 @@ def make_shard(engine: Engine, kind: str, split: str, items: list[tuple[BaseRef,
             base_key = ref
         if kind == "segmentation":
             if aug == "negative":
-                s = engine.negative(rng, recipe.seg_size)
+                s = engine.negative(rng, recipe.seg_size, split)
             else:
-                s = engine.segmentation(base, aug, rng, recipe.seg_size, tuple(recipe.seg_margin))
+                s = engine.segmentation(base, aug, rng, recipe.seg_size, tuple(recipe.seg_margin), split)
             samples.append(s)
             labels.append(aug)
         else:
@@ -717,18 +717,18 @@ class ProjectEngine(Engine):
         return warp_sample(sample, a, (size, size), background=random_background(rng, self.backgrounds,
                                                                                   (size, size)))
 
-    def segmentation(self, sample, augmentation, rng, size, margin=SEG_MARGIN):
+    def segmentation(self, sample, augmentation, rng, size, margin=SEG_MARGIN, split="train"):
         from .augment import SegmentationPolicy, augment_for_segmentation  # noqa: PLC0415
 
         s = self._to_size(sample, rng, size, float(rng.uniform(*margin)))
         choice = {"perturb": "none", "rectangles": "rectangles", "hand": "hand", "occluder": "other"}[augmentation]
         policy = SegmentationPolicy(occlusion={choice: 1.0})
-        return augment_for_segmentation(s, rng, self.occluders, self.backgrounds, policy)
+        return augment_for_segmentation(s, rng, self.occluders.for_split(split), self.backgrounds, policy)
 
-    def negative(self, rng, size):
+    def negative(self, rng, size, split="train"):
         from .augment import make_negative  # noqa: PLC0415
 
-        return make_negative(rng, self.occluders, self.backgrounds, (size, size))
+        return make_negative(rng, self.occluders.for_split(split), self.backgrounds, (size, size))
 
     def tracking_crop(self, sample, rng, size, margin):
         from .augment import random_background, warp_sample  # noqa: PLC0415

@@ -14,6 +14,10 @@ Sources:
     photos (frame-filling: alpha = the photo with rounded corners, shaped to the jaw when placed). They are
     cached under ``cache/`` (gitignored) and never committed.
 
+Held-out hands: the real hand cut-outs are split train / val / test by the photo they were cut from
+(`cutout_split`), as the faces are by identity, so a held-out evaluation pastes hands the network never saw.
+`OccluderLibrary.for_split(split)` keeps that split's hands (the other categories, too few to split, are shared).
+
 Glasses lenses: clear or tinted lenses get alpha ≤ 0.45 so they never count as occluders (the eye is seen through
 them, the mask stays face there); only the frame, bridge and temples (alpha 1) are occluders. Dark sunglasses
 (alpha ≥ 0.85, 15 % of procedural glasses) hide the eye and therefore count as occluders.
@@ -26,6 +30,7 @@ Coordinates: pixels, x right / y down, integer coordinates at pixel centres (Ope
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 from dataclasses import dataclass, field
 
@@ -645,6 +650,15 @@ def _cutouts_from_frame(rgb, mask, min_area=400):
     return out
 
 
+def cutout_split(name: str) -> str:
+    """train / val / test (about 70 / 15 / 15 %) of a real cut-out, by the photo it was cut from (its name up to
+    `_hand` or `_c`: 'egohands_07_hand2' and 'egohands_07_c1' are both cut from 'egohands_07'), stable across
+    runs and machines."""
+    photo = name.split("_hand")[0].split("_c")[0]
+    bucket = int(hashlib.sha1(photo.encode()).hexdigest(), 16) % 100
+    return "train" if bucket < 70 else "val" if bucket < 85 else "test"
+
+
 @dataclass
 class OccluderLibrary:
     """Real RGBA cut-outs by category ("hand", "object", "glasses", "hat", "mask", "beard", "face-mask") plus
@@ -724,6 +738,15 @@ class OccluderLibrary:
 
     def counts(self) -> dict:
         return {k: len(v) for k, v in self.cutouts.items()}
+
+    def for_split(self, split: str | None) -> "OccluderLibrary":
+        """The library with only `split`'s real hands (`cutout_split`; None: all of them)."""
+        if split is None:
+            return self
+        cut = dict(self.cutouts)
+        if "hand" in cut:
+            cut["hand"] = [(a, n) for a, n in cut["hand"] if cutout_split(n) == split]
+        return OccluderLibrary(cut, self.p_real)
 
     def has(self, cat: str) -> bool:
         return bool(self.cutouts.get(cat))

@@ -127,7 +127,7 @@ class OnlineAugmenter:
         self.probability, self.policy, self.face_present = probability, online_policy(), _face_present()
         have = occluders_dir and os.path.isdir(occluders_dir)
         self.occluders = (OccluderLibrary.from_dir(occluders_dir, cache_dir=os.path.join(CACHE, "occluders"))
-                          if have else OccluderLibrary())
+                          if have else OccluderLibrary()).for_split("train")  # held-out hands stay unseen
         self.backgrounds = load_backgrounds(backgrounds_dir) if backgrounds_dir else []
 
     def describe(self) -> str:
