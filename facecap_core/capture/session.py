@@ -34,7 +34,7 @@ class EngineError(RuntimeError):
 class EngineOptions:
     segmentation: bool = True
     segmenter_model: str = DEFAULT_SEGMENTER
-    flip_average: bool | None = None  # segment each crop and its mirror image (None: where it fits, see Segmenter)
+    flip_average: bool | None = None  # segment each crop and its mirror too (None: the segmenter's own, off)
     tracker_model: str = DEFAULT_TRACKER
     focal: float | None = None
     smoothing: float = 1.0  # One Euro strength, 0 = off (PoseSmoother)

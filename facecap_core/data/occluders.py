@@ -666,6 +666,7 @@ class OccluderLibrary:
     An empty library (`OccluderLibrary()`) uses the procedural generators only."""
     cutouts: dict = field(default_factory=dict)  # category → list of (rgba uint8, name)
     p_real: float = 0.5  # probability of a real cut-out when both exist
+    _by_split: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # for_split's results
 
     @classmethod
     def from_dir(cls, root: str | None = None, cache_dir: str | None = None, max_side: int = 256
@@ -740,13 +741,16 @@ class OccluderLibrary:
         return {k: len(v) for k, v in self.cutouts.items()}
 
     def for_split(self, split: str | None) -> "OccluderLibrary":
-        """The library with only `split`'s real hands (`cutout_split`; None: all of them)."""
+        """The library with only `split`'s real hands (`cutout_split`; None: all of them). Made once per split:
+        the dataset build asks for it on every sample."""
         if split is None:
             return self
-        cut = dict(self.cutouts)
-        if "hand" in cut:
-            cut["hand"] = [(a, n) for a, n in cut["hand"] if cutout_split(n) == split]
-        return OccluderLibrary(cut, self.p_real)
+        if split not in self._by_split:
+            cut = dict(self.cutouts)
+            if "hand" in cut:
+                cut["hand"] = [(a, n) for a, n in cut["hand"] if cutout_split(n) == split]
+            self._by_split[split] = OccluderLibrary(cut, self.p_real)
+        return self._by_split[split]
 
     def has(self, cat: str) -> bool:
         return bool(self.cutouts.get(cat))
