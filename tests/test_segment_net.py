@@ -10,8 +10,8 @@ F = torch.nn.functional
 
 from facecap_core.segment import ModelFileError, Segmenter  # noqa: E402
 from facecap_core.segment.net import (  # noqa: E402
-    FULL, LITE, LOSS_WEIGHTS, TwoStreamNet, build, fold_batchnorm, max_unpool, soft_iou_loss, two_stream_loss, upsampler,
-    widen_state_dict)
+    FULL, LITE, LOSS_WEIGHTS, TwoStreamNet, build, fold_batchnorm, lovasz_hinge_loss, max_unpool, soft_iou_loss,
+    two_stream_loss, upsampler, widen_state_dict)
 from facecap_core.segment.segmenter import export_onnx, load_model, save_model  # noqa: E402
 
 torch.set_num_threads(1)
@@ -181,6 +181,36 @@ def test_soft_iou_loss_weighs_each_face_alike():
     base, _ = two_stream_loss(outs, target)
     with_iou, _ = two_stream_loss(outs, target, iou_weight=2.0)
     assert float(with_iou - base) == pytest.approx(2.0 * float(soft_iou_loss(outs[2], target)), rel=1e-5)
+
+
+def test_lovasz_hinge_is_the_iou_loss_on_binary_answers():
+    """With face scores ±1 (a hard answer), the hinge errors are 0 where right and 2 where wrong, and the Lovász
+    extension there equals the set function it extends: 2 · (1 − IOU) of that answer, per crop, averaged."""
+    rng = np.random.default_rng(3)
+    target = torch.zeros(3, 24, 24, dtype=torch.int64)
+    target[0, 4:20, 6:18] = 1
+    target[1, 10:14, 10:14] = 1  # a small face weighs as much as a big one
+    answer = target.clone()
+    answer[0, 4:20, 6:9] = 0  # a quarter of face 0 missed
+    answer[1, 8:10, 10:14] = 1  # face 1 overgrown by half
+    flip = torch.from_numpy(rng.random((24, 24)) < 0.1)
+    answer[2] = flip.long()  # crop 2 has no face: it adds nothing
+    logits = torch.stack([torch.zeros(3, 24, 24), 2.0 * answer.float() - 1.0], 1)
+    ious = [float((answer[i] & target[i]).sum() / (answer[i] | target[i]).sum()) for i in range(2)]
+    expected = np.mean([2 * (1 - v) for v in ious])
+    assert float(lovasz_hinge_loss(logits, target)) == pytest.approx(expected, rel=1e-5)
+    confident = torch.stack([torch.zeros(3, 24, 24), 5.0 * (2.0 * target.float() - 1.0)], 1)
+    assert float(lovasz_hinge_loss(confident, target)) == 0.0  # right beyond the margin: nothing to learn
+    assert float(lovasz_hinge_loss(logits, torch.zeros_like(target))) == 0.0
+    outs = [torch.randn(3, 2, 24, 24) for _ in range(3)]
+    base, _ = two_stream_loss(outs, target)
+    with_iou, _ = two_stream_loss(outs, target, iou_weight=2.0, iou_surrogate="lovasz")
+    assert float(with_iou - base) == pytest.approx(2.0 * float(lovasz_hinge_loss(outs[2], target)), rel=1e-5)
+    x = (0.01 * torch.randn(3, 2, 24, 24)).requires_grad_()
+    lovasz_hinge_loss(x, target).backward()
+    face_grad = x.grad[:, 1]  # descent raises the face score on the face, lowers it elsewhere
+    assert float(face_grad[0][target[0].bool()].max()) <= 0 <= float(face_grad[0][~target[0].bool()].min())
+    assert float(face_grad[0][target[0].bool()].sum()) < 0 < float(face_grad[0][~target[0].bool()].sum())
 
 
 def test_sgd_steps_reduce_loss():

@@ -238,16 +238,41 @@ def soft_iou_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (1.0 - inter / union.clamp_min(1e-6))[has_face].mean()
 
 
-def two_stream_loss(outputs, target: torch.Tensor, weights=LOSS_WEIGHTS, iou_weight: float = 0.0):
+def lovasz_hinge_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean over the crops that hold any face of the Lovász hinge of the face score l1 − l0 (Berman, Rannen
+    Triki & Blaschko, CVPR 2018): the convex extension of 1 − IOU, evaluated on the hinge errors sorted from the
+    worst; 0 when no crop has a face. Soft targets are cut at 0.5 (the surrogate needs a binary set)."""
+    score = (logits[:, 1] - logits[:, 0]).float().flatten(1)
+    g = (target >= 0.5 if target.is_floating_point() else target > 0).float().flatten(1)
+    has_face = g.sum(1) > 0
+    if not bool(has_face.any()):
+        return score.sum() * 0.0
+    score, g = score[has_face], g[has_face]
+    errors = 1.0 - score * (2.0 * g - 1.0)
+    errors, order = torch.sort(errors, dim=1, descending=True)
+    g = torch.gather(g, 1, order)
+    # Jaccard loss of the prefixes of the sorted pixels; its increments are the gradient of the extension
+    total = g.sum(1, keepdim=True)
+    jaccard = 1.0 - (total - g.cumsum(1)) / (total + (1.0 - g).cumsum(1))
+    grad = torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], 1)
+    return (F.relu(errors) * grad).sum(1).mean()
+
+
+IOU_SURROGATES = {"soft": soft_iou_loss, "lovasz": lovasz_hinge_loss}
+
+
+def two_stream_loss(outputs, target: torch.Tensor, weights=LOSS_WEIGHTS, iou_weight: float = 0.0,
+                    iou_surrogate: str = "soft"):
     """The paper's loss: Σ w_k · CE(logits_k, target) over (deconv, fcn, fused), w = (0.5, 0.5, 1.0), plus
-    `iou_weight` · soft_iou_loss(fused) (0 = the paper's loss). outputs: three (N, 2, H, W) logits; target
-    (N, H, W) int64 class ids, or float face probabilities in [0, 1] (soft targets, as distillation makes).
+    `iou_weight` · an IOU surrogate of the fused output (`IOU_SURROGATES`: soft IOU or Lovász hinge; weight 0 =
+    the paper's loss). outputs: three (N, 2, H, W) logits; target (N, H, W) int64 class ids, or float face
+    probabilities in [0, 1] (soft targets, as distillation makes).
     Returns (total, [ce_deconv, ce_fcn, ce_fused]) with the parts detached."""
     ce_target = torch.stack([1.0 - target, target], 1) if target.is_floating_point() else target
     parts = [F.cross_entropy(o.float(), ce_target) for o in outputs]
     total = sum(w * p for w, p in zip(weights, parts))
     if iou_weight:
-        total = total + iou_weight * soft_iou_loss(outputs[2], target)
+        total = total + iou_weight * IOU_SURROGATES[iou_surrogate](outputs[2], target)
     return total, [p.detach() for p in parts]
 
 

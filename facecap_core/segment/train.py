@@ -302,6 +302,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--iou-loss", type=float, default=0.0,
                     help="weight of a per-crop soft-IOU term on the fused output added to the paper's loss "
                          "(net.soft_iou_loss); 0 = the paper's loss")
+    ap.add_argument("--iou-surrogate", choices=("soft", "lovasz"), default="soft",
+                    help="the IOU term of --iou-loss: soft IOU of the probabilities, or the Lovász hinge of the "
+                         "face score (net.lovasz_hinge_loss)")
     ap.add_argument("--online-augment", type=float, default=0.0,
                     help="probability that a training sample is augmented again on the fly (a fresh occluder, crop "
                          "jitter, photometric changes; see online_policy); 0 = off")
@@ -400,7 +403,7 @@ def train(args: argparse.Namespace) -> int:
             saved = ckpt["args"]
             for k in ("width", "fc_width", "channels", "no_batchnorm", "batch_size", "seed", "lr", "finetune_lr", "momentum",
                       "weight_decay", "warmup", "iters", "finetune_iters", "lr_schedule", "init_from", "ema",
-                      "online_augment", "iou_loss", "occluders", "backgrounds", "distill_from", "distill_weight",
+                      "online_augment", "iou_loss", "iou_surrogate", "occluders", "backgrounds", "distill_from", "distill_weight",
                       "sources"):
                 if not args.export_only and k in saved and getattr(args, k) != saved[k]:
                     log(f"resume: --{k.replace('_', '-')} {getattr(args, k)} differs from the checkpoint's "
@@ -515,7 +518,8 @@ def train(args: argparse.Namespace) -> int:
                 y = distill_targets(teachers, x, y, args.distill_weight)
             with autocast(device):
                 outputs = net(x)
-            loss, parts = two_stream_loss(outputs, y, iou_weight=args.iou_loss)
+            loss, parts = two_stream_loss(outputs, y, iou_weight=args.iou_loss,
+                                          iou_surrogate=getattr(args, "iou_surrogate", "soft"))
             if not torch.isfinite(loss):
                 log(f"non-finite loss at iteration {step} (lr {lr}): stopping; lower --lr or raise --warmup")
                 save_checkpoint()
@@ -688,7 +692,8 @@ def write_card(path, args, ds, state, metrics, curve, net, status, files) -> Non
     lines += ["", "## Recipe", "",
               init_line(state),
               "- loss 0.5·CE(DeconvNet) + 0.5·CE(FCN-8s) + 1.0·CE(fused)"
-              + (f" + {args.iou_loss}·(1 − soft IOU(fused)) per crop with a face"
+              + (f" + {args.iou_loss}·" + ("Lovász hinge(fused)" if getattr(args, "iou_surrogate", "soft") == "lovasz"
+                                            else "(1 − soft IOU(fused))") + " per crop with a face"
                  if args.iou_loss else ""),
               f"- phase 1 (positives only): SGD lr {args.lr}, momentum {args.momentum}, weight decay "
               f"{args.weight_decay}, linear warm-up from lr/10 over {args.warmup} iterations, {args.iters} iterations"
@@ -734,6 +739,7 @@ def write_card(path, args, ds, state, metrics, curve, net, status, files) -> Non
            f"--threads {args.threads} --run-dir {rel(args.run_dir)}" + (f" --ema {args.ema}" if args.ema > 0 else "")
            + (f" --online-augment {args.online_augment}" if getattr(args, "online_augment", 0.0) > 0 else "")
            + (f" --iou-loss {args.iou_loss}" if args.iou_loss else "")
+           + (" --iou-surrogate lovasz" if getattr(args, "iou_surrogate", "soft") == "lovasz" else "")
            + (f" --distill-from {','.join(rel(t) for t in args.distill_from)} --distill-weight {args.distill_weight}"
               if getattr(args, "distill_from", None) else "")
            + (f" --sources {','.join(args.sources)}" if getattr(args, "sources", None) else "")
