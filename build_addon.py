@@ -101,8 +101,10 @@ def collect(include_rig: bool = True) -> list[tuple[str, str]]:
             files.append((path, os.path.relpath(path, ROOT)))
     models = os.path.join(ROOT, "models")
     if os.path.isdir(models):
-        # training checkpoints (*.ckpt: optimiser state to resume a run) are for retraining, not for running
-        files += [(p, os.path.relpath(p, ROOT)) for p in _walk(models) if not p.endswith(".ckpt")]
+        # training checkpoints (*.ckpt: optimiser state to resume a run) and the lab notebooks behind the cards
+        # (*_history.md) are for retraining, not for running
+        files += [(p, os.path.relpath(p, ROOT)) for p in _walk(models)
+                  if not p.endswith((".ckpt", "_history.md"))]
     if include_rig:
         rig = os.path.join(ROOT, "rigs", "fw46.npz")
         if not os.path.exists(rig):

@@ -29,7 +29,7 @@ def test_build_addon_zip_layout(tmp_path):
         manifest = tomllib.loads(zf.read("blender_manifest.toml").decode())
     assert {"__init__.py", "rig_import.py", "keyframes.py", "facecap_core/__init__.py",
             "facecap_core/rig/model.py", "models/README.md"} <= names
-    assert not any("__pycache__" in n or n.endswith((".pyc", ".ckpt")) for n in names)  # no training state
+    assert not any("__pycache__" in n or n.endswith((".pyc", ".ckpt", "_history.md")) for n in names)  # no training state, no lab notebook
     assert manifest["id"] == "facecap" and manifest["version"] == version
     assert manifest["schema_version"] == "1.0.0" and manifest["blender_version_min"] == "4.2.0"
     assert set(manifest["permissions"]) == {"files", "camera", "network"}

@@ -94,7 +94,7 @@ class SkinSegParams:
     texture_forehead: float = 4.0  # above the brows, log-odds against face per unit of fine texture across the image
     #                                over texture_floor: a blonde fringe's strands (colour too close to skin's for the
     #                                histograms) are textured, forehead skin is smooth and its wrinkles run across.
-    #                                0 turns the cue off (the labels before 2026-11-22, evening; segmenter card)
+    #                                0 turns the cue off (the labels before 2026-11-22, evening; segmenter_lite_history.md)
     texture_floor: float = 1.0  # L units (8-bit Lab) of texture that count as smooth skin
     prior_socket: float = 4.0  # log-odds for face in the eye sockets (brow to lid, and around the eye): dark
     #                            shadows and make-up are face (design §5); a glasses frame's colour can still cut

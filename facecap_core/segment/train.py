@@ -295,7 +295,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="how --init-from widens a narrower network: new channels random with zeroed readers "
                          "(zero), or copies of old channels sharing their readers' weights (split, Net2WiderNet; "
                          "use it with --ema: zero's fresh BatchNorm statistics stall the moving average, see the "
-                         "segmenter card)")
+                         "segmenter's lab notebook)")
     ap.add_argument("--ema", type=float, default=0.0,
                     help="exponential moving average of the weights (and BatchNorm statistics) with this decay per "
                          "iteration, e.g. 0.999; validation and the exported model use the average (0 = off)")

@@ -66,7 +66,7 @@ class InitPolicy:
     unknown_identity_fraction: float = 0.3
     # estimates seen through the 60° guess (rig.geometry.default_focal) instead of near the label's focal, so that D
     # learns the perspective difference the guess leaves on footage of unknown focal. An ablation, off by default:
-    # tracking through a longer lens at run time (tracker.GUESS_LENS_SCALE) did more (models/segmenter_lite.md)
+    # tracking through a longer lens at run time (tracker.GUESS_LENS_SCALE) did more (models/segmenter_lite_history.md)
     runtime_focal_fraction: float = 0.0
 
 
