@@ -300,8 +300,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="exponential moving average of the weights (and BatchNorm statistics) with this decay per "
                          "iteration, e.g. 0.999; validation and the exported model use the average (0 = off)")
     ap.add_argument("--iou-loss", type=float, default=0.0,
-                    help="weight of a per-crop soft-IOU term on the fused output added to the paper's loss "
-                         "(net.soft_iou_loss); 0 = the paper's loss")
+                    help="weight of a per-crop IOU term on the fused output added to the paper's loss (the soft "
+                         "IOU, net.soft_iou_loss, unless --iou-surrogate says otherwise); 0 = the paper's loss")
     ap.add_argument("--iou-surrogate", choices=("soft", "lovasz"), default="soft",
                     help="the IOU term of --iou-loss: soft IOU of the probabilities, or the Lovász hinge of the "
                          "face score (net.lovasz_hinge_loss)")
@@ -403,8 +403,8 @@ def train(args: argparse.Namespace) -> int:
             saved = ckpt["args"]
             for k in ("width", "fc_width", "channels", "no_batchnorm", "batch_size", "seed", "lr", "finetune_lr", "momentum",
                       "weight_decay", "warmup", "iters", "finetune_iters", "lr_schedule", "init_from", "ema",
-                      "online_augment", "iou_loss", "iou_surrogate", "occluders", "backgrounds", "distill_from", "distill_weight",
-                      "sources"):
+                      "online_augment", "iou_loss", "iou_surrogate", "occluders", "backgrounds", "distill_from",
+                      "distill_weight", "sources"):
                 if not args.export_only and k in saved and getattr(args, k) != saved[k]:
                     log(f"resume: --{k.replace('_', '-')} {getattr(args, k)} differs from the checkpoint's "
                         f"{saved[k]}; using the new value" if k in ("iters", "finetune_iters")
