@@ -21,7 +21,8 @@ PX-pixel disc closes) count as hand, to measure how much of the error is lines t
 
     python benchmarks/eval_segmentation.py [--model models/segmenter_lite.pt] [--limit N] [--threads 1] [--margin 1.75]
                                            [--split test|val] [--hand-gaps-closed PX] [--error-bands]
-                                           [--worst-sheet out/worst.png]
+                                           [--worst-sheet out/worst.png] [--save-crops out/eval_crops.npz]
+    python benchmarks/eval_segmentation.py --crops out/eval_crops.npz --model M.pt   (where ../shared is not)
 """
 from __future__ import annotations
 
@@ -98,6 +99,36 @@ def load_test_faces(limit: int | None, seed: int, margin: float = MARGIN, split:
         sets["hand"].append(close_hand_gaps(c, add_hand(c, rng, occ), hand_gaps_closed))
         sets["rectangles"].append(add_random_rectangles(c, rng))
     return sets, frames, len({lb.identity for lb in test})
+
+
+def set_arrays(sets: dict) -> dict:
+    """{set name: (crops (N, 128, 128, 3) uint8, ground truth (N, 128, 128) bool, hand kind per crop or None)}."""
+    out = {}
+    for name, samples in sets.items():
+        kinds = np.array([smp.meta["augment"][-1]["op"] for smp in samples]) if name == "hand" else None
+        out[name] = (np.stack([smp.image for smp in samples]), np.stack([smp.mask for smp in samples]).astype(bool),
+                     kinds)
+    return out
+
+
+def save_crops(path: str, arrays: dict, n_ids: int, split: str, margin: float) -> None:
+    """The evaluation's crops and labels in one .npz (`--crops` reads it where ../shared is not: the GPU machine).
+    They are crops of real photos: keep the file under out/, never commit it."""
+    blob = {"n_ids": np.array(n_ids), "split": np.array(split), "margin": np.array(margin)}
+    for name, (crops, gts, kinds) in arrays.items():
+        blob[f"{name}.image"], blob[f"{name}.mask"] = crops, np.packbits(gts, axis=-1)
+        if kinds is not None:
+            blob[f"{name}.kind"] = kinds
+    np.savez_compressed(path, **blob)
+
+
+def load_crops(path: str) -> tuple[dict, int, str, float]:
+    with np.load(path, allow_pickle=False) as z:
+        names = sorted({k.split(".")[0] for k in z.files if "." in k}, key=("clean", "hand", "rectangles").index)
+        arrays = {name: (z[f"{name}.image"],
+                         np.unpackbits(z[f"{name}.mask"], axis=-1, count=z[f"{name}.image"].shape[2]).astype(bool),
+                         z[f"{name}.kind"] if f"{name}.kind" in z.files else None) for name in names}
+        return arrays, int(z["n_ids"]), str(z["split"]), float(z["margin"])
 
 
 def oracle_maps(crops, gts, rng):
@@ -238,12 +269,25 @@ def main(argv=None):
                          "PNG with the set's name before the extension (keep it under out/: real faces)")
     ap.add_argument("--hand-gaps-closed", type=int, default=0, metavar="PX",
                     help="diagnostic: count face slivers between the fingers (gaps a PX-pixel disc closes) as hand")
+    ap.add_argument("--save-crops", default=None, metavar="NPZ",
+                    help="also write the three sets' crops and labels to NPZ (for --crops; real faces: keep it "
+                         "under out/)")
+    ap.add_argument("--crops", default=None, metavar="NPZ",
+                    help="evaluate on crops saved by --save-crops instead of building them from ../shared (no "
+                         "full-frame section); for the GPU machine")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    sets, frames, n_ids = load_test_faces(args.limit, args.seed, args.margin, args.split,
-                                         args.hand_gaps_closed)
-    n = len(sets["clean"])
-    print(f"held-out real faces: {n} photos of {n_ids} {args.split} identities, crop margin {args.margin} "
+    frames = []
+    if args.crops:
+        arrays, n_ids, split, margin = load_crops(args.crops)
+        print(f"crops from {args.crops} ({split} identities)")
+    else:
+        sets, frames, n_ids = load_test_faces(args.limit, args.seed, args.margin, args.split, args.hand_gaps_closed)
+        arrays, split, margin = set_arrays(sets), args.split, args.margin
+        if args.save_crops:
+            save_crops(args.save_crops, arrays, n_ids, split, margin)
+    n = len(arrays["clean"][0])
+    print(f"held-out real faces: {n} photos of {n_ids} {split} identities, crop margin {margin} "
           f"(loaded in {time.perf_counter() - t0:.0f} s)")
     net = None
     if os.path.isfile(args.model):
@@ -261,9 +305,7 @@ def main(argv=None):
     gc = GraphCutRefiner()
     rng = np.random.default_rng(args.seed)
     table1 = {}
-    for set_name, samples in sets.items():
-        crops = np.stack([s.image for s in samples])
-        gts = np.stack([s.mask for s in samples]).astype(bool)
+    for set_name, (crops, gts, kinds) in arrays.items():
         maps, ms = network_maps(net, crops) if net is not None else oracle_maps(crops, gts, rng)
         print(f"\n[{set_name}] {n} crops")
         print(f"{'method':<22}{'IOU':>7}{'global':>8}{'ave(face)':>10}{'  | +graph cut':>14}{'IOU':>7}{'global':>8}"
@@ -283,8 +325,7 @@ def main(argv=None):
             table1[(set_name, name)] = (raw, cut, ms[name], 1e3 * float(np.median(tg)))
             print(f"{name:<22}{raw[0]:>7.3f}{raw[1]:>8.3f}{raw[2]:>10.3f}{'':>14}{cut[0]:>7.3f}{cut[1]:>8.3f}"
                   f"{cut[2]:>10.3f}{ms[name]:>8.1f}{1e3 * float(np.median(tg)):>7.1f}")
-        if set_name == "hand":  # the fused map's IOU with graph cut, by kind of hand
-            kinds = np.array([smp.meta["augment"][-1]["op"] for smp in samples])
+        if kinds is not None:  # the fused map's IOU with graph cut, by kind of hand
             print("  fused + graph cut by hand: " + ", ".join(
                 f"{k} {per_image[kinds == k, 0].mean():.3f} ({int((kinds == k).sum())})" for k in np.unique(kinds)))
         if args.error_bands:
@@ -294,7 +335,7 @@ def main(argv=None):
             path = f"{root}_{set_name}{ext or '.png'}"
             write_worst_sheet(path, crops, fused_masks, gts, per_image[:, 0])
             print(f"  worst crops → {path}")
-    if not args.no_detect and net is not None:
+    if frames and not args.no_detect and net is not None:
         from facecap_core.detect import FaceDetector
         from facecap_core.segment.pipeline import segment_frame
         from facecap_core.segment.segmenter import Segmenter
