@@ -4,7 +4,7 @@
 # on the held-out crops. A call carries 64 MiB in all, so first, here:
 #
 #   mkdir -p out/device
-#   python -m facecap_core.data.pack out/seg-v11 out/device/seg.pack.npz --negatives 0.2 --no-landmarks   # ~50 MiB
+#   python -m facecap_core.data.pack out/seg-v11 out/device/seg.pack.npz --negatives 0.2 --no-landmarks   # 50.4 MiB
 #   python benchmarks/eval_segmentation.py --no-detect --save-crops out/device/eval_crops.npz              # 4 MiB
 #   pip download PyMaxflow==1.3.2 --python-version 3.12 --only-binary=:all: --platform manylinux2014_x86_64 \
 #       --no-deps -d out/device                                  # the graph cut, for the device's Python 3.12
