@@ -52,14 +52,14 @@ def _decode_webp(data: np.ndarray) -> np.ndarray:
 def pack_split(view, rng: np.random.Generator, *, quality: int, negatives: float, landmarks: bool) -> dict:
     """The arrays of one split's pack entry (see the module doc), keeping every positive and a `negatives`
     fraction of the negatives."""
-    keep = []
+    keep, blobs = [], []
     for file in [sh["file"] for sh in view.dataset.shards(KIND, view.split)]:
         arrays = view.dataset.load_shard(file)
         neg = arrays["is_negative"].astype(bool)
         chosen = ~neg | (rng.random(len(neg)) < negatives)
-        keep.append({k: v[chosen] for k, v in arrays.items()})
+        blobs += [_encode_webp(im, quality) for im in arrays["image"][chosen]]  # one shard's images at a time
+        keep.append({k: v[chosen] for k, v in arrays.items() if k != "image"})
     rows = {k: np.concatenate([a[k] for a in keep]) for k in keep[0]}
-    blobs = [_encode_webp(im, quality) for im in rows["image"]]
     out = {"webp": np.frombuffer(b"".join(blobs), np.uint8),
            "offsets": np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64),
            "mask": np.packbits(rows["mask"].astype(bool), axis=-1),
