@@ -3,7 +3,8 @@ onnxruntime CPU, for several widths; parameter counts, GMAC, file sizes (fp32 .p
 same run: cv2.resize of a 640×480 frame to 128×128, ×100 (so numbers from a loaded machine can be compared).
 
     python benchmarks/bench_segment_net.py [--threads 2] [--runs 50] [--widths 0.125:256,8-16-32-64-128:512,1.0:4096]
-    (a width is a multiplier of the paper's channels, or five per-block channel counts joined by "-")
+    (a width is a multiplier of the paper's channels, or five per-block channel counts joined by "-"; a third
+    field adds the refinement head with that many channels: 8-16-32-64-128:512:8)
     python benchmarks/bench_segment_net.py --model models/segmenter_lite.pt     (also time the shipped files)
 """
 from __future__ import annotations
@@ -50,7 +51,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch / onnxruntime intra-op threads")
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--widths", default="0.125:256,8-16-32-64-128:512,0.1875:256,0.25:256,1.0:4096",
-                    help="comma-separated width:fc_width; width = multiplier or per-block channels a-b-c-d-e")
+                    help="comma-separated width:fc_width[:refine]; width = multiplier or per-block channels a-b-c-d-e; "
+                         "refine = channels of the refinement head (net.RefineHead)")
     ap.add_argument("--full-runs", type=int, default=5, help="runs for networks over 20 M parameters (slow on a CPU)")
     ap.add_argument("--model", default=None, help="also time this .pt and the .onnx beside it")
     args = ap.parse_args(argv)
@@ -68,11 +70,11 @@ def main(argv=None) -> int:
     ref0 = reference_ms(args.runs)
     rows = []
     tmp = tempfile.mkdtemp(prefix="bench_seg_")
-    configs = [(w, int(f)) for w, f in (s.split(":") for s in args.widths.split(","))]
-    for label, fc in configs:
+    configs = [(f[0], int(f[1]), int(f[2]) if len(f) > 2 else 0) for f in (s.split(":") for s in args.widths.split(","))]
+    for label, fc, refine in configs:
         channels = [int(c) for c in label.split("-")] if "-" in label else None
         torch.manual_seed(0)
-        net = TwoStreamNet(1.0 if channels else float(label), fc, channels=channels).eval()
+        net = TwoStreamNet(1.0 if channels else float(label), fc, channels=channels, refine=refine).eval()
         pt, onnx_path = os.path.join(tmp, f"w{label}.pt"), os.path.join(tmp, f"w{label}.onnx")
         save_model(net, pt)
         export_onnx(net, onnx_path)
@@ -82,7 +84,8 @@ def main(argv=None) -> int:
         o_seg = Segmenter.load(onnx_path, threads=args.threads)
         ms_t = median_ms(lambda: t_seg.predict(crop), runs, warmup=3 if big else 5)
         ms_o = median_ms(lambda: o_seg.predict(crop), runs, warmup=3 if big else 5)
-        rows.append(("per-block" if channels else label, fc, "-".join(map(str, net.channels)), net.num_parameters(),
+        rows.append(("per-block" if channels else label, fc,
+                     "-".join(map(str, net.channels)) + (f" +r{refine}" if refine else ""), net.num_parameters(),
                      flops_estimate(net),
                      ms_t, ms_o, os.path.getsize(pt) / 1e6, os.path.getsize(onnx_path) / 1e6, runs))
     shipped = []

@@ -43,6 +43,8 @@ from facecap_core.detect.viola_jones import TRAINING_MARGIN  # noqa: E402
 from facecap_core.segment.graphcut import GraphCutRefiner  # noqa: E402
 
 MARGIN = TRAINING_MARGIN  # the pipeline's crop
+REFINED = "fused + refine head"  # beyond the paper (net.RefineHead), for networks that have one
+FLIPPED = "fused + flip average"
 
 
 def metrics(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float, float]:
@@ -151,19 +153,24 @@ def network_maps(net, crops):
     from facecap_core.segment.segmenter import Segmenter
 
     net.train(False)
-    d_all, f_all, u_all = [], [], []
+    refined = net.refine is not None
+    d_all, f_all, u_all, r_all = [], [], [], []
     with torch.inference_mode():
         for i in range(0, len(crops), 16):
             x = uint8_to_input(torch.from_numpy(np.ascontiguousarray(crops[i:i + 16])))
-            d, f, u = net.streams(x)
+            d, f, u = net.paper_streams(x)
             d_all.append(torch.softmax(d.float(), 1)[:, 1].numpy())
             f_all.append(torch.softmax(f.float(), 1)[:, 1].numpy())
             u_all.append(torch.softmax(u.float(), 1)[:, 1].numpy())
+            if refined:
+                r_all.append(torch.softmax(net.refine(x, u).float(), 1)[:, 1].numpy())
     pd, pf, pu = (np.concatenate(a) for a in (d_all, f_all, u_all))
     flipped = Segmenter(net, device="cpu")
     flipped.flip_average = True
-    maps = {"FCN-8s stream": pf, "DeconvNet stream": pd, "naive average": (pd + pf) / 2, "fused (ours)": pu,
-            "fused + flip average": flipped.predict(crops)}
+    maps = {"FCN-8s stream": pf, "DeconvNet stream": pd, "naive average": (pd + pf) / 2, "fused (ours)": pu}
+    if refined:
+        maps[REFINED] = np.concatenate(r_all)
+    maps[FLIPPED] = flipped.predict(crops)
     # batch-1 forward time of what each row needs
     x = uint8_to_input(torch.from_numpy(np.ascontiguousarray(crops[:1])))
 
@@ -190,8 +197,15 @@ def network_maps(net, crops):
         return net.deconv_stream(fc7, sw, sz), net.fcn_stream(pooled)
 
     ms = {"FCN-8s stream": t(fcn), "DeconvNet stream": t(deconv), "naive average": t(both),
-          "fused (ours)": t(lambda: net.streams(x)), "fused + flip average": t(lambda: net.streams(x.repeat(2, 1, 1, 1)))}
+          "fused (ours)": t(lambda: net.paper_streams(x)), FLIPPED: t(lambda: net.streams(x.repeat(2, 1, 1, 1)))}
+    if refined:
+        ms[REFINED] = t(lambda: net.streams(x))
     return maps, ms
+
+
+def headline(maps: dict) -> str:
+    """The row that is the network's own output: the refined fusion when it has a refinement head."""
+    return REFINED if REFINED in maps else "oracle-noise" if "oracle-noise" in maps else "fused (ours)"
 
 
 BANDS = ("forehead", "middle", "chin")
@@ -319,14 +333,14 @@ def main(argv=None):
                 tg.append(time.perf_counter() - t1)
                 cut.append(metrics(m, gts[i]))
                 masks.append(m)
-            if name in ("fused (ours)", "oracle-noise"):
+            if name == headline(maps):
                 per_image, fused_masks = np.array(cut), np.array(masks, bool)
             cut = np.mean(cut, 0)
             table1[(set_name, name)] = (raw, cut, ms[name], 1e3 * float(np.median(tg)))
             print(f"{name:<22}{raw[0]:>7.3f}{raw[1]:>8.3f}{raw[2]:>10.3f}{'':>14}{cut[0]:>7.3f}{cut[1]:>8.3f}"
                   f"{cut[2]:>10.3f}{ms[name]:>8.1f}{1e3 * float(np.median(tg)):>7.1f}")
-        if kinds is not None:  # the fused map's IOU with graph cut, by kind of hand
-            print("  fused + graph cut by hand: " + ", ".join(
+        if kinds is not None:  # the network output's IOU with graph cut, by kind of hand
+            print(f"  {headline(maps)} + graph cut by hand: " + ", ".join(
                 f"{k} {per_image[kinds == k, 0].mean():.3f} ({int((kinds == k).sum())})" for k in np.unique(kinds)))
         if args.error_bands:
             print_error_bands(fused_masks, gts)

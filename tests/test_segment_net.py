@@ -213,19 +213,26 @@ def test_lovasz_hinge_is_the_iou_loss_on_binary_answers():
     assert float(face_grad[0][target[0].bool()].sum()) < 0 < float(face_grad[0][~target[0].bool()].sum())
 
 
-def test_sgd_steps_reduce_loss():
-    net = _lite(3).train()
-    imgs, masks = _crops(4, seed=3)
+def _sgd_steps(net, steps, lr, *, params=None, weight_decay=0.0, n=4, seed=3) -> list[float]:
+    """`steps` SGD steps (momentum 0.9) of the paper's loss on `n` hand-made crops; the losses."""
+    imgs, masks = _crops(n, seed=seed)
     x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
     y = torch.from_numpy(masks.astype(np.int64))
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    opt = torch.optim.SGD(net.parameters() if params is None else params, lr=lr, momentum=0.9,
+                          weight_decay=weight_decay)
+    net.train()
     losses = []
-    for _ in range(10):
+    for _ in range(steps):
         loss, _ = two_stream_loss(net(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
+    return losses
+
+
+def test_sgd_steps_reduce_loss():
+    losses = _sgd_steps(_lite(3), 10, 0.01, weight_decay=5e-4)
     assert np.isfinite(losses).all()
     assert np.mean(losses[-3:]) < 0.8 * losses[0]
 
@@ -371,16 +378,7 @@ def test_onnx_matches_torch(tmp_path):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     net = _lite(5)
-    # a few training steps so BatchNorm statistics and weights are not at their initial values
-    imgs, masks = _crops(8, seed=5)
-    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-    net.train()
-    for _ in range(3):
-        loss, _ = two_stream_loss(net(x), torch.from_numpy(masks.astype(np.int64)))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    _sgd_steps(net, 3, 0.01, n=8, seed=5)  # BatchNorm statistics and weights away from their initial values
     net.eval()
     path = str(tmp_path / "seg.onnx")
     export_onnx(net, path, {"status": "test"})
@@ -394,6 +392,44 @@ def test_onnx_matches_torch(tmp_path):
     assert np.abs(p_ort - p_torch).max() < 1e-4
     assert ((p_ort >= 0.5) == (p_torch >= 0.5)).mean() > 0.999
     assert ort_seg.predict(test_imgs[:1]).shape == (1, 128, 128)
+
+
+def test_refine_head_starts_as_the_network_and_trains_alone(tmp_path):
+    base = _perturbed_statistics(_lite(3))
+    net = TwoStreamNet(**LITE, refine=4)
+    assert net.config["refine"] == 4
+    net.load_state_dict({**net.state_dict(), **base.state_dict()})
+    x = torch.rand(3, 3, 128, 128)
+    with torch.no_grad():  # the head's last layer starts at zero: the paper's network unchanged
+        assert torch.equal(net.eval()(x), base(x))
+        assert torch.equal(net.paper_streams(x)[2], base.streams(x)[2])
+    net.freeze_base()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    assert trainable and all(p.requires_grad == n.startswith("refine.") for n, p in net.named_parameters())
+    net.train()
+    assert not net.trunk[0][1].training and net.refine.body[1].training  # frozen BatchNorm keeps its statistics
+    losses = _sgd_steps(net, 12, 0.05, params=trainable)
+    assert losses[-1] < losses[0]
+    after = net.state_dict()
+    changed = {k for k in after if not torch.equal(after[k], before[k])}
+    assert changed and all(k.startswith("refine.") for k in changed)
+    with pytest.raises(ValueError, match="no refinement head"):
+        _lite().freeze_base()
+    # the head survives the file round trip and the ONNX export (what the add-on runs)
+    net.eval()
+    save_model(net, str(tmp_path / "r.pt"), {})
+    loaded, _ = load_model(str(tmp_path / "r.pt"))
+    assert loaded.config["refine"] == 4
+    test_imgs, _ = _crops(3, seed=4)
+    p_torch = Segmenter(net, device="cpu").predict(test_imgs)
+    assert np.allclose(Segmenter(loaded, device="cpu").predict(test_imgs), p_torch, atol=1e-6)
+    if pytest.importorskip("onnxruntime"):
+        export_onnx(net, str(tmp_path / "r.onnx"), {})
+        assert np.abs(Segmenter.load(str(tmp_path / "r.onnx"), threads=1).predict(test_imgs) - p_torch).max() < 1e-4
+    folded = fold_batchnorm(net)
+    with torch.no_grad():
+        assert torch.allclose(folded(x), net(x), atol=1e-4)
 
 
 def test_flip_average_is_mirror_symmetric_and_the_mean_of_both_views():

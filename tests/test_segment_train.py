@@ -161,6 +161,15 @@ def test_init_from_starts_at_the_given_weights(tmp_path):
                       "--init-from", a_out + ".pt", "--stop-at", "0")) == 0
     assert np.abs(Segmenter.load(s_out + ".pt").predict(crops) - pa).mean() < 1e-3
     assert "Net2WiderNet" in open(s_out + ".md").read()
+    # a refinement head trained alone on top of a: the paper's weights stay a's, only the head moves
+    r_out, r_run = str(tmp_path / "r" / "seg"), str(tmp_path / "r" / "run")
+    assert main(_args(data, r_out, r_run, "--refine", "4", "--refine-only", "--init-from", a_out + ".pt")) == 0
+    sr = torch.load(r_out + ".pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(sa[k], sr[k]) for k in sa) and any(sr[k].abs().sum() > 0 for k in sr if "refine.out" in k)
+    card = open(r_out + ".md").read()
+    assert "refinement head of 4 channels" in card and "--refine 4 --refine-only" in card
+    with pytest.raises(SystemExit, match="--refine-only needs"):
+        main(_args(data, str(tmp_path / "q" / "seg"), str(tmp_path / "q" / "run"), "--refine-only"))
     with pytest.raises(SystemExit, match="cannot start this network"):  # narrower than its source
         main(_args(data, str(tmp_path / "d" / "seg"), str(tmp_path / "d" / "run"), "--fc-width", "128",
                    "--init-from", c_out + ".pt", "--stop-at", "0"))

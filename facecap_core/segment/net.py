@@ -26,6 +26,9 @@ the paper's Gaussian/VGG init.
 (paper: 4096), so the same class builds the full network and the small CPU one (`LITE`). `channels` (five
 numbers, one per block) overrides `width` block by block: on the CPU a channel costs far more time in the
 full-resolution blocks than in the 16² and 8² ones, so a CPU network can be narrow at the top and wider deep down.
+`refine` (channels; 0 = none, the paper's network) adds `RefineHead`, beyond the paper: a correction of the fused
+scores at full resolution from the crop itself (it did not improve the lite network: models/segmenter_lite_history.md,
+"A full-resolution refinement head").
 """
 from __future__ import annotations
 
@@ -114,10 +117,12 @@ class TwoStreamNet(nn.Module):
     training → (deconv, fcn, fused) logits, each (N, 2, 128, 128); eval → face probability (N, 128, 128)."""
 
     def __init__(self, width: float = 1.0, fc_width: int = 4096, *, batchnorm: bool = True,
-                 num_classes: int = NUM_CLASSES, channels=None):
+                 num_classes: int = NUM_CLASSES, channels=None, refine: int = 0):
         super().__init__()
         self.config = {"width": float(width), "fc_width": int(fc_width), "batchnorm": bool(batchnorm),
                        "num_classes": int(num_classes)}
+        if refine:
+            self.config["refine"] = int(refine)
         if channels is not None:
             self.config["channels"] = checked_channels(channels)
             ch = list(self.config["channels"])
@@ -155,6 +160,9 @@ class TwoStreamNet(nn.Module):
         # ---- fusion
         self.fuse = nn.Conv2d(2 * num_classes, num_classes, 1)
         self._init_weights()
+        # ---- beyond the paper: the fused scores corrected at full resolution from the image (RefineHead)
+        self.refine = RefineHead(int(refine), num_classes, batchnorm) if refine else None
+        self.base_frozen = False
 
     def _init_weights(self) -> None:
         for m in self.modules():
@@ -206,13 +214,38 @@ class TwoStreamNet(nn.Module):
         s = self.up_pool4(s) + self.score_pool3(pooled[2])
         return self.up_final(s)
 
-    def streams(self, x: torch.Tensor):
-        """Logits of both streams and the fusion: (deconv, fcn, fused), each (N, 2, H, W)."""
+    def paper_streams(self, x: torch.Tensor):
+        """The paper's network: logits of both streams and their fusion, (deconv, fcn, fused), each (N, 2, H, W)."""
         fc7, pooled, switches, sizes = self.encode(x)
         d = self.deconv_stream(fc7, switches, sizes)
         f = self.fcn_stream(pooled)
         fused = self.fuse(torch.cat([d, f], dim=1))
         return d, f, fused
+
+    def streams(self, x: torch.Tensor):
+        """(deconv, fcn, output) logits, each (N, 2, H, W): the output is the fusion, refined by the
+        `RefineHead` when the network has one."""
+        d, f, fused = self.paper_streams(x)
+        if self.refine is not None:
+            fused = self.refine(x, fused)
+        return d, f, fused
+
+    def freeze_base(self) -> None:
+        """Train only the RefineHead: every other weight fixed, its BatchNorm statistics too (see `train`)."""
+        if self.refine is None:
+            raise ValueError("freeze_base: this network has no refinement head")
+        self.base_frozen = True
+        for name, p in self.named_parameters():
+            p.requires_grad_(name.startswith("refine."))
+        self.train(self.training)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and self.base_frozen:
+            for name, child in self.named_children():
+                if name != "refine":
+                    child.eval()
+        return self
 
     def forward(self, x: torch.Tensor):
         d, f, fused = self.streams(x)
@@ -222,6 +255,38 @@ class TwoStreamNet(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+class RefineHead(nn.Module):
+    """Beyond the paper: a residual correction of the fused scores at full resolution, computed from the crop
+    and the fused face probability. The paper's DeconvNet stream sees the image at 128² only through the pooling
+    switches and its FCN stream upsamples from 16², so neither can place an outline to the pixel or draw the
+    1–3-pixel slivers of face between fingers; the graph cut (Eq. 1) then follows image edges only where the
+    network leaves it room. Four 3×3 convolutions (dilations 1, 2, 4, 1: a 17-pixel receptive field) of
+    `channels` channels on (normalised RGB, face probability) → a 2-class correction added to the fused logits.
+    The last layer starts at zero, so a head added to a trained network starts as that network."""
+
+    def __init__(self, channels: int, num_classes: int = NUM_CLASSES, batchnorm: bool = True):
+        super().__init__()
+        layers, c_in = [], 3 + 1
+        for dilation in (1, 2, 4):
+            layers.append(nn.Conv2d(c_in, channels, 3, padding=dilation, dilation=dilation, bias=not batchnorm))
+            if batchnorm:
+                layers.append(nn.BatchNorm2d(channels))
+            layers.append(nn.ReLU(inplace=True))
+            c_in = channels
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Conv2d(channels, num_classes, 3, padding=1)
+        for m in self.body.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
+        p = face_probability(fused).unsqueeze(1).to(x.dtype)
+        features = torch.cat([(x - 0.5) * 4.0, (p - 0.5) * 4.0], dim=1)  # the trunk's input scaling
+        return fused + self.out(self.body(features)).to(fused.dtype)
 
 
 def soft_iou_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -321,10 +386,10 @@ def fold_batchnorm(net: TwoStreamNet) -> TwoStreamNet:
 
 
 def build(config: dict) -> TwoStreamNet:
-    """A TwoStreamNet from a config dict (width, fc_width, batchnorm, num_classes, optional channels)."""
+    """A TwoStreamNet from a config dict (width, fc_width, batchnorm, num_classes, optional channels, refine)."""
     return TwoStreamNet(config.get("width", 1.0), config.get("fc_width", 4096),
                         batchnorm=config.get("batchnorm", True), num_classes=config.get("num_classes", NUM_CLASSES),
-                        channels=config.get("channels"))
+                        channels=config.get("channels"), refine=config.get("refine", 0))
 
 
 def widen_state_dict(net: TwoStreamNet, old: dict, *, split: bool = False, noise: float = 0.0,

@@ -22,6 +22,8 @@ The paper's recipe, from scratch (no pretrained VGG can be downloaded here; Batc
   (1 − W)·label + W·q on crops with a face, q = the teachers' mean fused face probability on the crop and its
   mirror image, W = `--distill-weight` (knowledge distillation: an ensemble's agreement, which the metric rewards,
   taught to one network of the lite budget); crops without a face keep their all-non-face label;
+* `--refine C` (off by default, not the paper's): a full-resolution refinement head on the fused output
+  (`net.RefineHead`), started as the identity; with `--refine-only` only the head trains on top of `--init-from`;
 * fixed seed: batch order depends only on (seed, phase, epoch), flips and online augmentation on (seed, step), so
   a resumed run sees the same batches as an uninterrupted one.
 
@@ -276,6 +278,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="per-block channel counts, five comma-separated numbers (overrides --width), "
                          "e.g. 8,16,32,64,128")
     ap.add_argument("--no-batchnorm", action="store_true")
+    ap.add_argument("--refine", type=int, default=0, metavar="C",
+                    help="beyond the paper: add a full-resolution refinement head of C channels (net.RefineHead)")
+    ap.add_argument("--refine-only", action="store_true",
+                    help="train only the refinement head; every other weight (from --init-from) stays fixed")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--iters", type=int, default=50000, help="phase 1 iterations, positives only (paper 50,000)")
     ap.add_argument("--finetune-iters", type=int, default=10000, help="phase 2 iterations with negatives (paper 10,000)")
@@ -401,7 +407,7 @@ def train(args: argparse.Namespace) -> int:
         else:
             ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
             saved = ckpt["args"]
-            for k in ("width", "fc_width", "channels", "no_batchnorm", "batch_size", "seed", "lr", "finetune_lr", "momentum",
+            for k in ("width", "fc_width", "channels", "refine", "refine_only", "no_batchnorm", "batch_size", "seed", "lr", "finetune_lr", "momentum",
                       "weight_decay", "warmup", "iters", "finetune_iters", "lr_schedule", "init_from", "ema",
                       "online_augment", "iou_loss", "iou_surrogate", "occluders", "backgrounds", "distill_from",
                       "distill_weight", "sources"):
@@ -414,9 +420,15 @@ def train(args: argparse.Namespace) -> int:
     n_pos = positives_by_source(ds.manifest["kinds"]["segmentation"]["splits"]["train"]["counts"], args.sources)
 
     torch.manual_seed(args.seed)
-    net = TwoStreamNet(args.width, args.fc_width, batchnorm=not args.no_batchnorm, channels=args.channels)
+    net = TwoStreamNet(args.width, args.fc_width, batchnorm=not args.no_batchnorm, channels=args.channels,
+                       refine=getattr(args, "refine", 0))
     net = prepare_for_device(net, device)
-    opt = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    if getattr(args, "refine_only", False):
+        if not args.refine or not (args.init_from or args.resume or args.export_only):
+            raise SystemExit("--refine-only needs --refine C and a trained network to refine (--init-from)")
+        net.freeze_base()
+    opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=args.lr, momentum=args.momentum,
+                          weight_decay=args.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     state = {"step": 0, "epoch": {"1": 0, "2": 0}, "batch_in_epoch": 0, "history": [], "train_seconds": 0.0,
              "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
@@ -436,6 +448,9 @@ def train(args: argparse.Namespace) -> int:
                                            seed=args.seed)
             except ValueError as e:
                 raise SystemExit(f"--init-from {args.init_from}: cannot start this network from it ({e})") from None
+        head_only = {k for k in net.state_dict() if k.startswith("refine.")} - set(weights)
+        if head_only:  # a network without the head: the new head starts as the identity (RefineHead)
+            weights = {**{k: v for k, v in net.state_dict().items() if k in head_only}, **weights}
         net.load_state_dict(weights)
         state["init_from"] = os.path.abspath(args.init_from)
         state["init_widened"] = args.widen if narrower else False
@@ -671,6 +686,10 @@ def write_card(path, args, ds, state, metrics, curve, net, status, files) -> Non
              f"- width {net.config['width']} (channels {'-'.join(str(c) for c in net.channels)}; paper "
              f"64-128-256-512-512), fc6/fc7 width {net.config['fc_width']} (paper 4096), BatchNorm "
              f"{'on' if net.config['batchnorm'] else 'off'} (training from scratch)",
+             *([f"- beyond the paper: a full-resolution refinement head of {net.config['refine']} channels on the "
+                "crop and the fused probability (`net.RefineHead`)"
+                + (", trained alone on fixed network weights" if getattr(args, "refine_only", False) else "")]
+               if net.config.get("refine") else []),
              f"- {net.num_parameters():,} parameters, {flops_estimate(net):.3f} GMAC per 128×128 crop",
              "- input: 128×128 RGB crop (uint8 in the ONNX graph); output: face probability 128×128 "
              "(1 = face, design §5)", "",
@@ -743,6 +762,8 @@ def write_card(path, args, ds, state, metrics, curve, net, status, files) -> Non
            + (f" --distill-from {','.join(rel(t) for t in args.distill_from)} --distill-weight {args.distill_weight}"
               if getattr(args, "distill_from", None) else "")
            + (f" --sources {','.join(args.sources)}" if getattr(args, "sources", None) else "")
+           + (f" --refine {args.refine}" if getattr(args, "refine", 0) else "")
+           + (" --refine-only" if getattr(args, "refine_only", False) else "")
            + (f" --init-from {rel(state['init_from'])}" if state.get("init_from") else ""))
     lines += ["", "## Retrain / resume", "", "```", cmd, cmd + " --resume", "```", "",
               f"(checkpoint: `{rel(os.path.join(args.run_dir, CHECKPOINT))}`; not committed)", "", "## Files", ""]
