@@ -60,25 +60,26 @@ def checked_channels(channels) -> list[int]:
     return channels
 
 
-def _conv_block(c_in: int, c_out: int, n: int, batchnorm: bool) -> nn.Sequential:
+def _conv_chain(channels: list[int], batchnorm: bool, dilations=None) -> nn.Sequential:
+    """3×3 convolutions (+ BN) + ReLU through the channel list [c_in, c_1, ..., c_out], each at its dilation
+    (default 1), the spatial size kept."""
     layers = []
-    for i in range(n):
-        layers.append(nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1, bias=not batchnorm))
+    for c_in, c_out, d in zip(channels[:-1], channels[1:], dilations or [1] * (len(channels) - 1)):
+        layers.append(nn.Conv2d(c_in, c_out, 3, padding=d, dilation=d, bias=not batchnorm))
         if batchnorm:
             layers.append(nn.BatchNorm2d(c_out))
         layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
+
+
+def _conv_block(c_in: int, c_out: int, n: int, batchnorm: bool) -> nn.Sequential:
+    """A VGG block: n 3×3 convolutions, the first from c_in channels."""
+    return _conv_chain([c_in] + [c_out] * n, batchnorm)
 
 
 def _decoder_block(channels: list[int], batchnorm: bool) -> nn.Sequential:
     """3×3 'deconvolutions' (stride 1) + BN + ReLU through the channel list [c_in, c_1, ..., c_out]."""
-    layers = []
-    for c_in, c_out in zip(channels[:-1], channels[1:]):
-        layers.append(nn.Conv2d(c_in, c_out, 3, padding=1, bias=not batchnorm))
-        if batchnorm:
-            layers.append(nn.BatchNorm2d(c_out))
-        layers.append(nn.ReLU(inplace=True))
-    return nn.Sequential(*layers)
+    return _conv_chain(channels, batchnorm)
 
 
 def max_unpool(y: torch.Tensor, switches: torch.Tensor) -> torch.Tensor:
@@ -268,14 +269,7 @@ class RefineHead(nn.Module):
 
     def __init__(self, channels: int, num_classes: int = NUM_CLASSES, batchnorm: bool = True):
         super().__init__()
-        layers, c_in = [], 3 + 1
-        for dilation in (1, 2, 4):
-            layers.append(nn.Conv2d(c_in, channels, 3, padding=dilation, dilation=dilation, bias=not batchnorm))
-            if batchnorm:
-                layers.append(nn.BatchNorm2d(channels))
-            layers.append(nn.ReLU(inplace=True))
-            c_in = channels
-        self.body = nn.Sequential(*layers)
+        self.body = _conv_chain([3 + 1] + [channels] * 3, batchnorm, dilations=(1, 2, 4))
         self.out = nn.Conv2d(channels, num_classes, 3, padding=1)
         for m in self.body.modules():
             if isinstance(m, nn.Conv2d):
