@@ -24,7 +24,7 @@ from facecap_core.data.augment import toy_face_sample  # noqa: E402
 from facecap_core.segment.graphcut import GraphCutRefiner, pairwise_weights, unary_costs  # noqa: E402
 
 
-def refine_edge_by_edge(prob, image, lam=10.0, sigma=5.0):
+def refine_edge_by_edge(prob, image, lam, sigma):
     import maxflow
 
     fc, bc = unary_costs(prob)
@@ -66,13 +66,13 @@ def main(argv=None):
     prob = np.clip(prob + rng.normal(0, 0.15, prob.shape), 0, 1).astype(np.float32)
     gc = GraphCutRefiner()
     mask = gc.refine(prob, s.image)
-    slow = refine_edge_by_edge(prob, s.image)
+    slow = refine_edge_by_edge(prob, s.image, gc.lam, gc.sigma)
     assert np.array_equal(mask, slow), "vectorised and edge-by-edge graphs disagree"
     noisy = np.clip(s.image + rng.normal(0, 2.0, s.image.shape), 0, 255).astype(np.uint8)
     rows = [("threshold p > 0.5 (network alone)", *median_ms(lambda: prob > 0.5, args.runs)),
             ("graph cut, grid API (ours)", *median_ms(lambda: gc.refine(prob, s.image), args.runs)),
             ("  same, crop with camera noise σ=2", *median_ms(lambda: gc.refine(prob, noisy), args.runs)),
-            ("graph cut, edge by edge (reference)", *median_ms(lambda: refine_edge_by_edge(prob, s.image),
+            ("graph cut, edge by edge (reference)", *median_ms(lambda: refine_edge_by_edge(prob, s.image, gc.lam, gc.sigma),
                                                                max(3, args.runs // 40)))]
     gt = s.mask.astype(bool)
     print(f"graph cut on a 128×128 map (λ={gc.lam:g}, σ={gc.sigma:g}), {args.runs} runs, {os.cpu_count()} CPUs")

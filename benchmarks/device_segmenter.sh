@@ -5,7 +5,8 @@
 #
 #   mkdir -p out/device
 #   python -m facecap_core.data.pack out/seg-v11 out/device/seg.pack.npz --negatives 0.2 --no-landmarks   # 50.4 MiB
-#   python benchmarks/eval_segmentation.py --no-detect --save-crops out/device/eval_crops.npz              # 4 MiB
+#   python benchmarks/eval_segmentation.py --no-detect --draws 1 --save-crops out/device/eval_crops.npz    # 4 MiB
+#     (one draw of occluders per face: the default eight would not fit beside the pack)
 #   pip download PyMaxflow==1.3.2 --python-version 3.12 --only-binary=:all: --platform manylinux2014_x86_64 \
 #       --no-deps -d out/device                                  # the graph cut, for the device's Python 3.12
 #   mkdir -p /tmp/facecap-models && mv models/*.pt models/*.onnx models/*.npz /tmp/facecap-models/   # 50 MB

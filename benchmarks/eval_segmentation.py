@@ -5,10 +5,13 @@ engine's mask (skin-refined teacher oval, design §5), cropped to 128×128 aroun
 pipeline's margin (`viola_jones.TRAINING_MARGIN`, 1.75, the middle of the training range; `--margin`; detection is
 measured separately, on the full frames). Three sets: clean, + a pasted hand, + random rectangles (augment.py,
 fixed seed; real hand cut-outs when the occluder cache exists). Hands are sized by the face, rectangles by the crop,
-so with a smaller `--margin` the rectangles cover less of the face.
+so with a smaller `--margin` the rectangles cover less of the face. Each face gets `--draws` occluders (8): one
+draw of 56 hands moves the hand figure by about a point from seed to seed (sd 0.013), so the figures are the mean
+over all draws, and the spread of the per-draw means is printed.
 
 Maps: the network's training-mode outputs (DeconvNet stream, FCN stream, fused) of `--model`; "naive average" is
-the mean of the two streams' probabilities. Each ± graph cut (λ = 10, σ = 5). Metrics per image, then averaged:
+the mean of the two streams' probabilities. Each ± graph cut (Eq. 1 as the pipeline runs it: λ = 10, σ = 50;
+graphcut.py). Metrics per image, then averaged:
 IOU, global (pixel accuracy), ave(face) (face recall). "fused + flip average" is the fused map averaged with
 that of the mirrored crop (`Segmenter.flip_average`, `facecap segment --flip-average`), for offline footage. ms/crop: batch-1 CPU forward of what each row needs,
 median. Without a model file the script runs end to end on an **oracle-noise** map (the ground truth blurred,
@@ -19,7 +22,7 @@ PX-pixel disc closes) count as hand, to measure how much of the error is lines t
 `--error-bands` is another: where on the face (forehead, middle, chin quarter of its height) the errors lie;
 `--worst-sheet` draws each set's worst crops with both outlines.
 
-    python benchmarks/eval_segmentation.py [--model models/segmenter_lite.pt] [--limit N] [--threads 1] [--margin 1.75]
+    python benchmarks/eval_segmentation.py [--model models/segmenter_lite.pt] [--limit N] [--threads 1] [--draws 8] [--margin 1.75]
                                            [--split test|val] [--hand-gaps-closed PX] [--error-bands]
                                            [--worst-sheet out/worst.png] [--save-crops out/eval_crops.npz]
     python benchmarks/eval_segmentation.py --crops out/eval_crops.npz --model M.pt   (where ../shared is not)
@@ -71,7 +74,10 @@ def close_hand_gaps(clean, hand, px: int):
 
 
 def load_test_faces(limit: int | None, seed: int, margin: float = MARGIN, split: str = "test",
-                    hand_gaps_closed: int = 0):
+                    hand_gaps_closed: int = 0, draws: int = 1):
+    """The split's labelled photos as 128×128 crops: one clean set, and `draws` occluded copies of every face for
+    the hand and rectangle sets (draw-major: crop i belongs to draw i // n). Draw 0 uses the generator that a
+    single-draw run used, so `draws=1` gives the same crops as before draws existed."""
     from facecap_core.data.occluders import OccluderLibrary
     from facecap_core.data.real import load_real_labels, read_frame, real_sample
     from facecap_core.rig.model import load_rig
@@ -87,7 +93,6 @@ def load_test_faces(limit: int | None, seed: int, margin: float = MARGIN, split:
         occ = OccluderLibrary.from_dir(DEFAULT_OCCLUDERS, os.path.join(CACHE, "occluders")).for_split(split)
     except Exception:  # noqa: BLE001 - procedural hands only
         occ = None
-    rng = np.random.default_rng(seed)
     sets = {"clean": [], "hand": [], "rectangles": []}
     frames = []
     for lb in test:
@@ -96,10 +101,12 @@ def load_test_faces(limit: int | None, seed: int, margin: float = MARGIN, split:
             continue
         s = real_sample(lb, image, others=[o for o in by_image[lb.file] if o is not lb])
         frames.append((image, s.mask, lb))
-        c = crop_face(s, 128, margin)
-        sets["clean"].append(c)
-        sets["hand"].append(close_hand_gaps(c, add_hand(c, rng, occ), hand_gaps_closed))
-        sets["rectangles"].append(add_random_rectangles(c, rng))
+        sets["clean"].append(crop_face(s, 128, margin))
+    for draw in range(draws):
+        rng = np.random.default_rng(seed if draw == 0 else [seed, draw])
+        for c in sets["clean"]:
+            sets["hand"].append(close_hand_gaps(c, add_hand(c, rng, occ), hand_gaps_closed))
+            sets["rectangles"].append(add_random_rectangles(c, rng))
     return sets, frames, len({lb.identity for lb in test})
 
 
@@ -268,6 +275,10 @@ def main(argv=None):
     ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--limit", type=int, default=None, help="at most N test faces")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--draws", type=int, default=8,
+                    help="occluders drawn per face for the hand and rectangle sets (their figures are the mean "
+                         "over all draws; one draw varies by about a point from seed to seed); 1 = the figures "
+                         "of runs before 2026-12-07 evening")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--no-detect", action="store_true", help="skip the full-frame (Viola-Jones) section")
     ap.add_argument("--margin", type=float, default=MARGIN,
@@ -296,13 +307,14 @@ def main(argv=None):
         arrays, n_ids, split, margin = load_crops(args.crops)
         print(f"crops from {args.crops} ({split} identities)")
     else:
-        sets, frames, n_ids = load_test_faces(args.limit, args.seed, args.margin, args.split, args.hand_gaps_closed)
+        sets, frames, n_ids = load_test_faces(args.limit, args.seed, args.margin, args.split, args.hand_gaps_closed,
+                                              args.draws)
         arrays, split, margin = set_arrays(sets), args.split, args.margin
         if args.save_crops:
             save_crops(args.save_crops, arrays, n_ids, split, margin)
     n = len(arrays["clean"][0])
     print(f"held-out real faces: {n} photos of {n_ids} {split} identities, crop margin {margin} "
-          f"(loaded in {time.perf_counter() - t0:.0f} s)")
+          f"(loaded in {time.perf_counter() - t0:.0f} s); {GraphCutRefiner()!r}")
     net = None
     if os.path.isfile(args.model):
         import torch
@@ -321,13 +333,14 @@ def main(argv=None):
     table1 = {}
     for set_name, (crops, gts, kinds) in arrays.items():
         maps, ms = network_maps(net, crops) if net is not None else oracle_maps(crops, gts, rng)
-        print(f"\n[{set_name}] {n} crops")
+        draws = len(crops) // n
+        print(f"\n[{set_name}] {len(crops)} crops" + (f" ({draws} draws of {n} faces)" if draws > 1 else ""))
         print(f"{'method':<22}{'IOU':>7}{'global':>8}{'ave(face)':>10}{'  | +graph cut':>14}{'IOU':>7}{'global':>8}"
               f"{'ave(face)':>10}{'net ms':>8}{'gc ms':>7}")
         for name, p in maps.items():
-            raw = np.mean([metrics(p[i] > 0.5, gts[i]) for i in range(n)], 0)
+            raw = np.mean([metrics(p[i] > 0.5, gts[i]) for i in range(len(crops))], 0)
             tg, cut, masks = [], [], []
-            for i in range(n):
+            for i in range(len(crops)):
                 t1 = time.perf_counter()
                 m = gc.refine(p[i], crops[i])
                 tg.append(time.perf_counter() - t1)
@@ -342,6 +355,10 @@ def main(argv=None):
         if kinds is not None:  # the network output's IOU with graph cut, by kind of hand
             print(f"  {headline(maps)} + graph cut by hand: " + ", ".join(
                 f"{k} {per_image[kinds == k, 0].mean():.3f} ({int((kinds == k).sum())})" for k in np.unique(kinds)))
+        if draws > 1:  # how much one draw of occluders would have varied
+            per_draw = per_image[:, 0].reshape(draws, n).mean(1)
+            print(f"  {headline(maps)} + graph cut per draw: median {np.median(per_draw):.3f}, sd "
+                  f"{per_draw.std(ddof=1):.3f}, range {per_draw.min():.3f}–{per_draw.max():.3f}")
         if args.error_bands:
             print_error_bands(fused_masks, gts)
         if args.worst_sheet:

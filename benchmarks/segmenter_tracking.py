@@ -8,7 +8,7 @@ distance, against the teacher's labels on the clean frames; the hand runs show t
 frames in brackets). The last columns are the means over the runs.
 
     python benchmarks/segmenter_tracking.py --models models/segmenter_lite.pt,OTHER.pt [--clips A,B]
-        [--hand-seeds 3,4,5]
+        [--hand-seeds 3,4,5] [--graphcut LAM,SIGMA]
 """
 from __future__ import annotations
 
@@ -47,7 +47,16 @@ def main(argv=None) -> int:
                     "followed by +flip runs it with the flip average, +noflip without")
     ap.add_argument("--clips", default=DEFAULT_CLIPS, help="comma-separated paths inside ../shared/faces")
     ap.add_argument("--hand-seeds", default="3,4,5", help="hand sweeps per clip (empty: clean clips only)")
+    ap.add_argument("--graphcut", default=None, metavar="LAM,SIGMA",
+                    help="run the engine's graph cut with this λ and σ instead of its defaults (a run per setting; "
+                         "the engine is deterministic on footage, so runs compare)")
     args = ap.parse_args(argv)
+    if args.graphcut:
+        from facecap_core.segment.graphcut import GraphCutRefiner
+
+        lam, sigma = (float(v) for v in args.graphcut.split(","))
+        GraphCutRefiner.__init__.__defaults__ = (lam, sigma)  # the engine builds its refiner with the defaults
+        print(f"graph cut λ = {lam:g}, σ = {sigma:g}", file=sys.stderr)
 
     models = [m for m in args.models.split(",") if m]
     for m in models:

@@ -15,7 +15,7 @@ import pytest
 from facecap_core.cli import main
 from facecap_core.detect import FaceDetector, crop_affine, crop_box, crop_image, paste_back
 from facecap_core.segment import run as segment_run
-from facecap_core.segment.graphcut import GraphCutRefiner, potts_energy
+from facecap_core.segment.graphcut import PAPER_LAMBDA, PAPER_SIGMA, SIGMA, GraphCutRefiner, potts_energy
 from facecap_core.segment.pipeline import CropMask, segment_frame, segment_frame_in_crop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,12 +28,15 @@ def noisy_image(rng, shape, value, noise=1.0):
 # ------------------------------------------------------------------------------------------------ graph cut
 def test_graph_cut_is_the_exact_minimum_of_the_reference_energy():
     rng = np.random.default_rng(0)
-    gc = GraphCutRefiner(lam=10.0, sigma=5.0)
-    for _ in range(6):
+    for (lam, sigma), _ in itertools.product([(PAPER_LAMBDA, SIGMA), (PAPER_LAMBDA, PAPER_SIGMA)], range(6)):
         p = rng.uniform(0.02, 0.98, (3, 4))
         im = rng.integers(100, 108, (3, 4, 3)).astype(np.uint8)
-        got = potts_energy(p, im, gc.refine(p, im))
-        best = min(potts_energy(p, im, np.array(lab).reshape(3, 4)) for lab in itertools.product([0, 1], repeat=12))
+
+        def energy(labels):
+            return potts_energy(p, im, labels, lam, sigma)
+
+        got = energy(GraphCutRefiner(lam, sigma).refine(p, im))
+        best = min(energy(np.array(lab).reshape(3, 4)) for lab in itertools.product([0, 1], repeat=12))
         assert got == pytest.approx(best, rel=1e-9, abs=1e-9)
 
 
@@ -52,7 +55,22 @@ def test_isolated_hole_in_a_confident_face_is_filled():
     assert np.array_equal(mask, face)  # nothing else moves (the face's outline is an image edge)
     ref = GraphCutRefiner()
     assert potts_energy(p, image, mask) < potts_energy(p, image, p > 0.5)
-    assert ref.lam == 10.0 and ref.sigma == 5.0
+    assert ref.lam == PAPER_LAMBDA and ref.sigma == SIGMA
+
+
+def test_a_faint_shading_step_is_smoothed_over_and_the_papers_sigma_cuts_at_it():
+    """σ = 50 (ours) against the paper's 5: a 5-level shading step inside the face (d² = 75) stops the paper's cut
+    and leaves a slightly doubtful band (p = 0.45) out, while ours carries the face across it to the real edge."""
+    rng = np.random.default_rng(5)
+    image = noisy_image(rng, (32, 96), (60, 70, 90), noise=0.5)
+    image[:, :40] = noisy_image(rng, (32, 40), (200, 160, 140), noise=0.5)
+    image[:, 40:60] = noisy_image(rng, (32, 20), (195, 155, 135), noise=0.5)  # the shaded side of the cheek
+    p = np.full((32, 96), 0.02)
+    p[:, :40], p[:, 40:60] = 0.95, 0.45
+    ours = GraphCutRefiner().refine(p, image)
+    paper = GraphCutRefiner(PAPER_LAMBDA, PAPER_SIGMA).refine(p, image)
+    assert ours[:, :60].all() and not ours[:, 60:].any()
+    assert paper[:, :40].all() and not paper[:, 40:].any()
 
 
 @pytest.mark.parametrize("edge", [52, 64, 76])

@@ -13,13 +13,19 @@ by a constant), with edge capacity λ·θ_ij. The paper's "−log p for the sink
 segment of PyMaxflow's graph.
 
 Scale of σ. I is the RGB crop as float in 0–255 and ‖·‖² sums the three channels; the paper's denominator is
-2σ (not 2σ²), so with σ = 5: θ_ij = exp(−d²/10). A step of 3 levels per channel (d² = 27, sensor noise and
-smooth shading in a 128-px crop) keeps θ = 0.07 (λθ = 0.7, comparable to the unaries of ambiguous pixels),
-a flat region (d² ≲ 3) keeps θ ≈ 1 (λθ ≈ 10, enough to fill isolated holes), and any real edge (≥ 10 levels)
-gives θ < 1e-4: the cut is free to follow it. Read on the 0–1 scale instead, every θ_ij would be ≥ exp(−0.3)
-= 0.74: a contrast-blind boundary-length penalty of ≈ 10 per pixel that outweighs every unary below p = 0.99995
-and shrinks the mask (tested in tests/test_segment_pipeline.py); so the 0–255 reading is the one that does what
-the paper describes (purges small uncertainty holes, keeps boundaries).
+2σ (not 2σ²). Read on the 0–1 scale instead, every θ_ij would be ≥ exp(−0.3) = 0.74: a contrast-blind
+boundary-length penalty of ≈ 10 per pixel that outweighs every unary below p = 0.99995 and shrinks the mask
+(tested in tests/test_segment_pipeline.py); so the 0–255 reading is the one that does what the paper describes
+(purges small uncertainty holes, keeps boundaries).
+
+σ = 50, not the paper's 5 (`PAPER_SIGMA`). With σ = 5 (θ_ij = exp(−d²/10)) any step of 10 grey levels gives
+θ < 1e-4, so the cut only fills holes inside flat regions and follows every shading edge. With σ = 50
+(θ_ij = exp(−d²/100)) sensor noise and smooth shading (3 levels per channel, d² = 27: θ = 0.76) are smoothed over,
+a 10-level step is a weak boundary (θ = 0.05) and a real edge of 20 levels or more is free (θ < 1e-5).
+Chosen on the validation identities (`benchmarks/tune_graphcut.py`: λ 0–40 × σ 5–10⁵): at λ = 10, σ = 50 raised
+the hand IOU by 0.3 points and the rectangles' by 0.3 against σ = 5, clean faces unchanged; σ = 150–500 gained
+another 0.1–0.2 points on the crops but made the tracking worse on clean clips (`benchmarks/segmenter_tracking.py
+--graphcut`, models/segmenter_lite_history.md), σ = 50 did not.
 
 The graph is built vectorised with PyMaxflow's grid API (one `add_grid_edges` per direction, one
 `add_grid_tedges`); `potts_energy` is the pure-NumPy reference of E used by the tests.
@@ -29,6 +35,8 @@ from __future__ import annotations
 import numpy as np
 
 P_CLIP = 1e-6
+PAPER_LAMBDA, PAPER_SIGMA = 10.0, 5.0  # Eq. 1 as published
+SIGMA = 50.0  # ours, tuned on the validation identities (module docstring)
 _RIGHT = np.array([[0, 0, 0], [0, 0, 1], [0, 0, 0]])
 _DOWN = np.array([[0, 0, 0], [0, 0, 0], [0, 1, 0]])
 
@@ -57,8 +65,8 @@ def pairwise_weights(image: np.ndarray, sigma: float) -> tuple[np.ndarray, np.nd
     return right, down
 
 
-def potts_energy(prob: np.ndarray, image: np.ndarray, labels: np.ndarray, lam: float = 10.0,
-                 sigma: float = 5.0) -> float:
+def potts_energy(prob: np.ndarray, image: np.ndarray, labels: np.ndarray, lam: float = PAPER_LAMBDA,
+                 sigma: float = SIGMA) -> float:
     """Reference energy E(l) of Eq. 1 (Potts form, see the module docstring) for a labelling.
 
     prob (H, W) face probability; image (H, W, 3) RGB 0–255; labels (H, W) bool/0-1, 1 = face."""
@@ -72,11 +80,12 @@ def potts_energy(prob: np.ndarray, image: np.ndarray, labels: np.ndarray, lam: f
 
 
 class GraphCutRefiner:
-    """Probability map + crop → binary face mask by the graph cut of Eq. 1 (λ = 10, σ = 5 as in the paper).
+    """Probability map + crop → binary face mask by the graph cut of Eq. 1 (λ = 10 as in the paper, σ = 50 where
+    the paper has 5: module docstring).
 
     `refine(prob (H, W) float in [0, 1], image (H, W, 3) uint8 RGB) -> (H, W) bool` (True = face)."""
 
-    def __init__(self, lam: float = 10.0, sigma: float = 5.0):
+    def __init__(self, lam: float = PAPER_LAMBDA, sigma: float = SIGMA):
         if lam < 0 or sigma <= 0:
             raise ValueError(f"graph cut needs lam >= 0 and sigma > 0 (got lam={lam}, sigma={sigma})")
         self.lam = float(lam)
