@@ -10,7 +10,7 @@
     facecap data show DIR [--kind K] [--split S] [--n 64] --out SHEET.png
                                        contact sheet: image, mask tint, landmarks (green visible, red occluded)
     facecap data info DIR              the dataset manifest's counts table
-    facecap segment INPUT --out DIR [--no-graphcut] [--flip-average] [--model PATH] [--device auto|cpu|cuda]
+    facecap segment INPUT --out DIR [--no-graphcut | --graphcut-sigma S] [--flip-average] [--model PATH] [--device auto|cpu|cuda]
                                        one PNG face mask per frame (255 = face) of an image, a folder/glob of
                                        images or a video (facecap_core.segment.run)
     facecap track INPUT --out TAKE.json [--masks DIR] [--preview OUT.mp4] [--no-segmentation] [--device D]
@@ -168,6 +168,9 @@ def cmd_segment(args) -> int:
     from .segment.graphcut import GraphCutRefiner
     from .segment.run import InputError, load_segmenter, open_source, segment_source
 
+    sigma = {} if args.graphcut_sigma is None else {"sigma": args.graphcut_sigma}
+    if sigma and not sigma["sigma"] > 0:
+        raise CliError(f"--graphcut-sigma must be > 0 (got {args.graphcut_sigma}; 50 is the default, 5 the paper's)")
     try:
         source = open_source(args.input)
         if not os.path.isfile(args.model):
@@ -176,7 +179,7 @@ def cmd_segment(args) -> int:
         segmenter = load_segmenter(args.model, args.device)
         segmenter.flip_average = args.flip_average
         detector = FaceDetector()
-        refiner = None if args.no_graphcut else GraphCutRefiner()
+        refiner = None if args.no_graphcut else GraphCutRefiner(**sigma)
         report = segment_source(source, args.out, segmenter, detector, refiner, progress=not args.no_progress)
     except (InputError, ModelFileError, DetectorError) as exc:
         raise CliError(str(exc)) from exc
@@ -385,6 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="segmenter model, .pt or .onnx (default: models/segmenter_lite.pt)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--no-graphcut", action="store_true", help="threshold the network's probability at 0.5 instead")
+    p.add_argument("--graphcut-sigma", type=float, default=None, metavar="S",
+                   help="the graph cut's colour scale σ (default 50, tuned on validation faces; 5 = the paper's)")
     p.add_argument("--flip-average", action="store_true",
                    help="average each crop's prediction with its mirror image's (better masks, 2× network time)")
     p.add_argument("--no-progress", action="store_true")

@@ -280,6 +280,20 @@ def test_cli_segment_glob_and_single_image_no_graphcut(standin, tmp_path):
     assert m.shape == (150, 200) and not m.any()  # random noise: no face detected → all-zero mask
 
 
+def test_cli_segment_graphcut_sigma(standin, tmp_path, monkeypatch):
+    """--graphcut-sigma reaches the refiner (5 = the paper's Eq. 1); a σ that is not positive is one clear error."""
+    src = write_images(str(tmp_path / "in"), 1)
+    monkeypatch.setattr(FaceDetector, "detect", lambda self, image: np.array([[110.0, 70.0, 100.0, 100.0]]))
+    used = []
+    monkeypatch.setattr(GraphCutRefiner, "refine", lambda self, p, image: used.append(self.sigma) or p > 0.5)
+    assert main(["segment", src, "--out", str(tmp_path / "a"), "--model", standin, "--no-progress"]) == 0
+    assert main(["segment", src, "--out", str(tmp_path / "b"), "--model", standin, "--no-progress",
+                 "--graphcut-sigma", "5"]) == 0
+    assert used == [SIGMA, PAPER_SIGMA]
+    assert_one_line_error(run_cli("segment", src, "--out", str(tmp_path / "c"), "--graphcut-sigma", "0"),
+                          "--graphcut-sigma must be > 0")
+
+
 def test_cli_segment_video(standin, tmp_path, monkeypatch):
     video = write_video(str(tmp_path / "clip.avi"), 6)
     calls = iter([np.array([[50.0, 30.0, 60.0, 60.0]])] + [np.zeros((0, 4))] * 10)
