@@ -10,7 +10,7 @@
     facecap data show DIR [--kind K] [--split S] [--n 64] --out SHEET.png
                                        contact sheet: image, mask tint, landmarks (green visible, red occluded)
     facecap data info DIR              the dataset manifest's counts table
-    facecap segment INPUT --out DIR [--no-graphcut | --graphcut-sigma S] [--flip-average] [--model PATH] [--device auto|cpu|cuda]
+    facecap segment INPUT --out DIR [--no-graphcut | --graphcut-sigma S] [--flip-average] [--overlay] [--model PATH] [--device auto|cpu|cuda]
                                        one PNG face mask per frame (255 = face) of an image, a folder/glob of
                                        images or a video (facecap_core.segment.run)
     facecap track INPUT --out TAKE.json [--masks DIR] [--preview OUT.mp4] [--no-segmentation] [--device D]
@@ -180,12 +180,15 @@ def cmd_segment(args) -> int:
         segmenter.flip_average = args.flip_average
         detector = FaceDetector()
         refiner = None if args.no_graphcut else GraphCutRefiner(**sigma)
-        report = segment_source(source, args.out, segmenter, detector, refiner, progress=not args.no_progress)
+        report = segment_source(source, args.out, segmenter, detector, refiner, progress=not args.no_progress,
+                                overlay=args.overlay)
     except (InputError, ModelFileError, DetectorError) as exc:
         raise CliError(str(exc)) from exc
     held = f", {report.held} on the previous frame's box" if report.held else ""
+    overlays = f"; check images in {os.path.join(args.out, 'overlay')}" if args.overlay else ""
     print(f"facecap segment: {report.frames} masks → {args.out} (face found in {report.with_face}{held}; graph cut "
-          f"{'off' if args.no_graphcut else 'on'}; {1e3 * report.seconds / max(report.frames, 1):.1f} ms/frame)")
+          f"{'off' if args.no_graphcut else 'on'}; {1e3 * report.seconds / max(report.frames, 1):.1f} ms/frame"
+          f"{overlays})")
     return 0
 
 
@@ -392,6 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the graph cut's colour scale σ (default 50, tuned on validation faces; 5 = the paper's)")
     p.add_argument("--flip-average", action="store_true",
                    help="average each crop's prediction with its mirror image's (better masks, 2× network time)")
+    p.add_argument("--overlay", action="store_true",
+                   help="also write DIR/overlay/<stem>.jpg: the frame with the face tinted green and outlined, the "
+                        "crop square in yellow (to check the masks by eye)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_segment)
 

@@ -294,6 +294,32 @@ def test_cli_segment_graphcut_sigma(standin, tmp_path, monkeypatch):
                           "--graphcut-sigma must be > 0")
 
 
+def test_cli_segment_overlay(standin, tmp_path, monkeypatch, capsys):
+    """--overlay writes one check image per frame beside the masks: face pixels tinted towards green, the rest of
+    the frame unchanged away from the drawings, "no face" frames left untinted."""
+    src = write_images(str(tmp_path / "in"), 2)
+    boxes = iter([np.array([[110.0, 70.0, 100.0, 100.0]]), np.zeros((0, 4))])
+    monkeypatch.setattr(FaceDetector, "detect", lambda self, image: next(boxes))
+    out = str(tmp_path / "o")
+    assert main(["segment", src, "--out", out, "--model", standin, "--no-progress", "--overlay"]) == 0
+    assert sorted(os.listdir(os.path.join(out, "overlay"))) == ["img00.jpg", "img01.jpg"]
+    assert os.path.join(out, "overlay") in capsys.readouterr().out
+    image = cv2.imread(os.path.join(src, "img00.png")).astype(np.float32)
+    check = cv2.imread(os.path.join(out, "overlay", "img00.jpg")).astype(np.float32)
+    mask = cv2.imread(os.path.join(out, "img00.png"), cv2.IMREAD_UNCHANGED) > 0
+    inner = cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    outer = cv2.dilate(mask.astype(np.uint8), np.ones((9, 9), np.uint8)) == 0
+    outer[60:230, 90:230] = False  # around the crop square's outline
+    assert inner.sum() > 500 and outer.sum() > 20000
+    green_gain = (check[..., 1] - image[..., 1]) - (check[..., 2] - image[..., 2])  # BGR: G up, R down
+    assert green_gain[inner].mean() > 60 and abs(green_gain[outer].mean()) < 3
+    image = cv2.imread(os.path.join(src, "img01.png")).astype(np.float32)  # no face found: no tint anywhere
+    check = cv2.imread(os.path.join(out, "overlay", "img01.jpg")).astype(np.float32)
+    green_gain = (check[..., 1] - image[..., 1]) - (check[..., 2] - image[..., 2])
+    assert abs(green_gain[40:].mean()) < 3  # below the "no face" caption
+    assert not cv2.imread(os.path.join(out, "img01.png"), cv2.IMREAD_UNCHANGED).any()
+
+
 def test_cli_segment_video(standin, tmp_path, monkeypatch):
     video = write_video(str(tmp_path / "clip.avi"), 6)
     calls = iter([np.array([[50.0, 30.0, 60.0, 60.0]])] + [np.zeros((0, 4))] * 10)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..rig.geometry import matrix_to_quat
+from ..segment.pipeline import tint_face
 from ..segment.run import InputError, open_source
 from ..take import make_frame
 
@@ -114,11 +115,7 @@ class PreviewWriter:
     def write(self, p) -> None:
         import cv2  # noqa: PLC0415
 
-        img = p.image.astype(np.float32)
-        if p.mask is not None:
-            m = p.mask > 0
-            img[m] = img[m] * 0.6 + np.array([0, 255, 0]) * 0.4
-        img = img.astype(np.uint8)
+        img = p.image.copy() if p.mask is None else tint_face(p.image, p.mask)
         r = p.result
         if r.tracked:
             f, (W, H) = self.tracker.focal, self.tracker.image_size

@@ -80,6 +80,32 @@ class CropMask:
         return np.where(up >= 0.5, 255, 0).astype(np.uint8)
 
 
+def tint_face(image: np.ndarray, mask: np.ndarray, colour=(0, 255, 0), alpha: float = 0.4) -> np.ndarray:
+    """A copy of the RGB `image` with the face (`mask` > 0) blended towards `colour` (the previews' green)."""
+    out = image.astype(np.float32)
+    face = np.asarray(mask) > 0
+    out[face] = out[face] * (1.0 - alpha) + np.asarray(colour, np.float32) * alpha
+    return out.astype(np.uint8)
+
+
+def mask_check_image(image: np.ndarray, mask: np.ndarray, info: FrameInfo) -> np.ndarray:
+    """A check image for one segmented frame: the face tinted green and outlined, the crop square in yellow, or
+    "no face" in red where the detector found none (RGB uint8)."""
+    import cv2  # noqa: PLC0415
+
+    out = tint_face(image, mask)
+    contours, _ = cv2.findContours((mask > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(out, contours, -1, (0, 255, 0), 1, cv2.LINE_AA)
+    if info.face_found and info.square is not None:
+        cx, cy, side = (float(v) for v in info.square)
+        p0 = (int(round(cx - side / 2)), int(round(cy - side / 2)))
+        p1 = (int(round(cx + side / 2)), int(round(cy + side / 2)))
+        cv2.rectangle(out, p0, p1, (255, 220, 0), 1, cv2.LINE_AA)
+    else:
+        cv2.putText(out, "no face", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 40, 40), 2, cv2.LINE_AA)
+    return out
+
+
 def predict_fn(segmenter):
     """The `crops → prob` callable of a segmenter object (its `predict`) or of a plain callable."""
     fn = getattr(segmenter, "predict", segmenter)

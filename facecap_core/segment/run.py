@@ -1,7 +1,8 @@
 """`facecap segment INPUT --out DIR`: full-frame face masks of an image, an image folder or glob, or a video.
 
 One PNG per frame (uint8, 255 = face, design §5/§6): `<image stem>.png` for images (a numeric suffix where two
-inputs share a stem), `frame_000000.png` … for a video. Each frame goes through `segment_frame` (Viola–Jones
+inputs share a stem), `frame_000000.png` … for a video; with `--overlay`, a check image of each frame under
+`DIR/overlay/<stem>.jpg` (face tinted green and outlined, crop square yellow, "no face" where none was found). Each frame goes through `segment_frame` (Viola–Jones
 detection → crop → network → graph cut → paste-back); on a video a frame where the detector finds nothing reuses
 the previous frame's box for up to `hold` frames (the detector misses faces behind hands; the tracker will
 supply the box in `facecap track`).
@@ -111,13 +112,15 @@ class SegmentReport:
 
 
 def segment_source(source: Source, out_dir: str, segmenter, detector, refiner=None, hold: int = 10,
-                   progress: bool = True) -> SegmentReport:
-    """Segment every frame of `source` and write `out_dir/<stem>.png` (255 = face)."""
+                   progress: bool = True, overlay: bool = False) -> SegmentReport:
+    """Segment every frame of `source` and write `out_dir/<stem>.png` (255 = face); with `overlay`, also
+    `out_dir/overlay/<stem>.jpg` (pipeline.mask_check_image)."""
     import cv2  # noqa: PLC0415
 
-    from .pipeline import segment_frame  # noqa: PLC0415
+    from .pipeline import mask_check_image, segment_frame  # noqa: PLC0415
 
-    os.makedirs(out_dir, exist_ok=True)
+    overlay_dir = os.path.join(out_dir, "overlay")
+    os.makedirs(overlay_dir if overlay else out_dir, exist_ok=True)
     report = SegmentReport()
     bar = None
     if progress and (source.kind == "video" or (source.count or 0) > 1):
@@ -143,6 +146,11 @@ def segment_source(source: Source, out_dir: str, segmenter, detector, refiner=No
             path = os.path.join(out_dir, stem + ".png")
             if not cv2.imwrite(path, mask):
                 raise InputError(f"cannot write {path}")
+            if overlay:
+                check = cv2.cvtColor(mask_check_image(image, mask, info), cv2.COLOR_RGB2BGR)
+                path = os.path.join(overlay_dir, stem + ".jpg")
+                if not cv2.imwrite(path, check, [cv2.IMWRITE_JPEG_QUALITY, 90]):
+                    raise InputError(f"cannot write {path}")
             if bar is not None:
                 bar.update(1)
     finally:
