@@ -57,6 +57,30 @@ def test_track_missing_input_is_one_line_error(tmp_path):
     assert not (tmp_path / "t.json").exists()
 
 
+def test_unwritable_output_folders_are_one_line_errors(tmp_path):
+    """A take path in a folder that cannot be made, --masks or a dataset naming a file: one line, before any
+    frame or sample."""
+    import cv2
+    import numpy as np
+
+    clip = str(tmp_path / "clip.avi")
+    writer = cv2.VideoWriter(clip, cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (96, 96))
+    for _ in range(3):
+        writer.write(np.full((96, 96, 3), 128, np.uint8))
+    writer.release()
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    take = str(a_file / "take.json")
+    assert_one_line_error(run_cli("track", clip, "--out", take, "--no-segmentation", "--no-progress"),
+                          "cannot write the take", take)
+    masks = str(a_file)
+    assert_one_line_error(run_cli("track", clip, "--out", str(tmp_path / "t.json"), "--masks", masks,
+                                  "--no-segmentation", "--no-progress"), "cannot make the masks folder", masks)
+    assert not (tmp_path / "t.json").exists()
+    assert_one_line_error(run_cli("data", "build", "--out", masks, "--faces", "none", "--occluders", "none",
+                                  "--backgrounds", "none", "--no-progress"), "cannot make the dataset folder", masks)
+
+
 def test_unknown_command_is_usage_error(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["juggle"])

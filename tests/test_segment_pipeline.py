@@ -365,3 +365,7 @@ def test_cli_segment_bad_inputs_are_one_line_errors(tmp_path):
     corrupt.write_bytes(b"garbage, not a torch file")
     assert_one_line_error(run_cli("segment", img_dir, "--out", out, "--model", str(corrupt)), str(corrupt))
     assert not os.path.exists(out) or not os.listdir(out)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    assert_one_line_error(run_cli("segment", img_dir, "--out", str(a_file)), "cannot make the output folder",
+                          str(a_file))

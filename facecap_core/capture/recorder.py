@@ -25,8 +25,11 @@ class TakeRecorder:
                        "focal": float(focal), "rig": rig}
         self.frames: list[dict] = []
         self.flush_seconds = flush_seconds
-        os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
-        self._fh = open(self.journal_path, "w")
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+            self._fh = open(self.journal_path, "w")
+        except OSError as exc:  # before any frame is captured: nothing is lost yet
+            raise TakeFileError(f"cannot write the take {path}: {exc.strerror} (choose a writable folder)") from exc
         self._fh.write(json.dumps({"facecap-take-journal": 1, **self.header}) + "\n")
         self._sync()
 

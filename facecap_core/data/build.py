@@ -362,7 +362,10 @@ def build_dataset(out: str, engine: Engine, recipe: Recipe | None = None, *, see
     Raises BuildError when `out` holds a different dataset (or any dataset, without `resume`)."""
     recipe = recipe or Recipe()
     out = os.path.abspath(out)
-    os.makedirs(out, exist_ok=True)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        raise BuildError(f"cannot make the dataset folder {out}: {exc.strerror} (choose a writable folder)") from exc
     mpath = os.path.join(out, MANIFEST)
     header = {"format": FORMAT, "version": VERSION, "seed": int(seed), "recipe": recipe.to_json(),
               "limit": limit, "engine": engine.name}

@@ -120,7 +120,10 @@ def segment_source(source: Source, out_dir: str, segmenter, detector, refiner=No
     from .pipeline import mask_check_image, segment_frame  # noqa: PLC0415
 
     overlay_dir = os.path.join(out_dir, "overlay")
-    os.makedirs(overlay_dir if overlay else out_dir, exist_ok=True)
+    try:
+        os.makedirs(overlay_dir if overlay else out_dir, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot make the output folder {out_dir}: {exc.strerror} (choose a writable folder)")
     report = SegmentReport()
     bar = None
     if progress and (source.kind == "video" or (source.count or 0) > 1):
