@@ -96,11 +96,12 @@ def open_source(spec: str) -> Source:
     raise InputError(f"input not found: {spec} (an image, a folder or glob of images, or a video file)")
 
 
-def load_segmenter(path: str, device: str = "auto"):
-    """The trained Segmenter of a model file (raises the segmenter's ModelFileError, one line)."""
+def load_segmenter(path: str | None, device: str = "auto"):
+    """The trained Segmenter of a model file, or the shipped one for the device when `path` is None (raises the
+    segmenter's ModelFileError, one line)."""
     from .segmenter import Segmenter  # noqa: PLC0415
 
-    return Segmenter.load(path, device=device)
+    return Segmenter.load_default(device) if path is None else Segmenter.load(path, device=device)
 
 
 @dataclass
