@@ -7,7 +7,9 @@ measured separately, on the full frames). Three sets: clean, + a pasted hand, + 
 fixed seed; real hand cut-outs when the occluder cache exists). Hands are sized by the face, rectangles by the crop,
 so with a smaller `--margin` the rectangles cover less of the face. Each face gets `--draws` occluders (8): one
 draw of 56 hands moves the hand figure by about a point from seed to seed (sd 0.013), so the figures are the mean
-over all draws, and the spread of the per-draw means is printed.
+over all draws, and the spread of the per-draw means is printed, with a 95 % interval over the identities
+(bootstrap: identities drawn with replacement, each with all its photos and draws), the uncertainty that a
+held-out set of this size leaves on each figure.
 
 Maps: the network's training-mode outputs (DeconvNet stream, FCN stream, fused) of `--model`; "naive average" is
 the mean of the two streams' probabilities. Each ± graph cut (Eq. 1 as the pipeline runs it: λ = 10, σ = 50;
@@ -110,6 +112,12 @@ def load_test_faces(limit: int | None, seed: int, margin: float = MARGIN, split:
     return sets, frames, len({lb.identity for lb in test})
 
 
+def frame_identities(frames: list) -> np.ndarray:
+    """The identity of each evaluated face (the order of the clean set), as small integers."""
+    names = [lb.identity for _, _, lb in frames]
+    return np.unique(names, return_inverse=True)[1]
+
+
 def set_arrays(sets: dict) -> dict:
     """{set name: (crops (N, 128, 128, 3) uint8, ground truth (N, 128, 128) bool, hand kind per crop or None)}."""
     out = {}
@@ -120,10 +128,11 @@ def set_arrays(sets: dict) -> dict:
     return out
 
 
-def save_crops(path: str, arrays: dict, n_ids: int, split: str, margin: float) -> None:
+def save_crops(path: str, arrays: dict, n_ids: int, split: str, margin: float, identities: np.ndarray) -> None:
     """The evaluation's crops and labels in one .npz (`--crops` reads it where ../shared is not: the GPU machine).
     They are crops of real photos: keep the file under out/, never commit it."""
-    blob = {"n_ids": np.array(n_ids), "split": np.array(split), "margin": np.array(margin)}
+    blob = {"n_ids": np.array(n_ids), "split": np.array(split), "margin": np.array(margin),
+            "identity": np.asarray(identities)}
     for name, (crops, gts, kinds) in arrays.items():
         blob[f"{name}.image"], blob[f"{name}.mask"] = crops, np.packbits(gts, axis=-1)
         if kinds is not None:
@@ -131,13 +140,29 @@ def save_crops(path: str, arrays: dict, n_ids: int, split: str, margin: float) -
     np.savez_compressed(path, **blob)
 
 
-def load_crops(path: str) -> tuple[dict, int, str, float]:
+def load_crops(path: str) -> tuple[dict, int, str, float, np.ndarray]:
+    """What save_crops wrote: (arrays, n_ids, split, margin, identity of each face; files written before the
+    identities were saved give each face its own)."""
     with np.load(path, allow_pickle=False) as z:
         names = sorted({k.split(".")[0] for k in z.files if "." in k}, key=("clean", "hand", "rectangles").index)
         arrays = {name: (z[f"{name}.image"],
                          np.unpackbits(z[f"{name}.mask"], axis=-1, count=z[f"{name}.image"].shape[2]).astype(bool),
                          z[f"{name}.kind"] if f"{name}.kind" in z.files else None) for name in names}
-        return arrays, int(z["n_ids"]), str(z["split"]), float(z["margin"])
+        n = len(arrays["clean"][0])
+        identities = z["identity"] if "identity" in z.files else np.arange(n)
+        return arrays, int(z["n_ids"]), str(z["split"]), float(z["margin"]), identities
+
+
+def identity_interval(ious: np.ndarray, identities: np.ndarray, reps: int = 2000, seed: int = 0) -> tuple:
+    """95 % bootstrap interval of the mean IOU over identities: `ious` (draws × n faces, draw-major) per crop,
+    `identities` (n,) per face; each resample draws identities with replacement and averages all their crops."""
+    per_face = ious.reshape(-1, len(identities)).mean(0)
+    groups = [np.flatnonzero(identities == g) for g in np.unique(identities)]
+    sums = np.array([per_face[g].sum() for g in groups])
+    counts = np.array([len(g) for g in groups])
+    pick = np.random.default_rng(seed).integers(0, len(groups), (reps, len(groups)))
+    means = sums[pick].sum(1) / counts[pick].sum(1)
+    return tuple(np.percentile(means, [2.5, 97.5]))
 
 
 def oracle_maps(crops, gts, rng):
@@ -304,14 +329,14 @@ def main(argv=None):
     t0 = time.perf_counter()
     frames = []
     if args.crops:
-        arrays, n_ids, split, margin = load_crops(args.crops)
+        arrays, n_ids, split, margin, identities = load_crops(args.crops)
         print(f"crops from {args.crops} ({split} identities)")
     else:
         sets, frames, n_ids = load_test_faces(args.limit, args.seed, args.margin, args.split, args.hand_gaps_closed,
                                               args.draws)
-        arrays, split, margin = set_arrays(sets), args.split, args.margin
+        arrays, split, margin, identities = set_arrays(sets), args.split, args.margin, frame_identities(frames)
         if args.save_crops:
-            save_crops(args.save_crops, arrays, n_ids, split, margin)
+            save_crops(args.save_crops, arrays, n_ids, split, margin, identities)
     n = len(arrays["clean"][0])
     print(f"held-out real faces: {n} photos of {n_ids} {split} identities, crop margin {margin} "
           f"(loaded in {time.perf_counter() - t0:.0f} s); {GraphCutRefiner()!r}")
@@ -359,6 +384,9 @@ def main(argv=None):
             per_draw = per_image[:, 0].reshape(draws, n).mean(1)
             print(f"  {headline(maps)} + graph cut per draw: median {np.median(per_draw):.3f}, sd "
                   f"{per_draw.std(ddof=1):.3f}, range {per_draw.min():.3f}–{per_draw.max():.3f}")
+        lo, hi = identity_interval(per_image[:, 0], identities)
+        print(f"  {headline(maps)} + graph cut, 95 % interval over {len(np.unique(identities))} "
+              f"{'identities' if len(np.unique(identities)) < n else 'faces'} (bootstrap): {lo:.3f}–{hi:.3f}")
         if args.error_bands:
             print_error_bands(fused_masks, gts)
         if args.worst_sheet:

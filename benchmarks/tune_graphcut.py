@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    arrays, n_ids, split, margin = load_crops(args.crops)
+    arrays, n_ids, split, margin, _ = load_crops(args.crops)
     seg = Segmenter(load_model(args.model, "cpu")[0], device="cpu")
     probs = {name: seg.predict(crops) for name, (crops, _, _) in arrays.items()}
     print(f"{args.model} on {args.crops} ({split} identities, {n_ids} of them; "
