@@ -10,7 +10,8 @@
     facecap data show DIR [--kind K] [--split S] [--n 64] --out SHEET.png
                                        contact sheet: image, mask tint, landmarks (green visible, red occluded)
     facecap data info DIR              the dataset manifest's counts table
-    facecap segment INPUT --out DIR [--no-graphcut | --graphcut-sigma S] [--flip-average] [--overlay] [--model PATH] [--device auto|cpu|cuda]
+    facecap segment INPUT --out DIR [--no-graphcut | --graphcut-sigma S] [--flip-average] [--overlay] [--resume]
+                                    [--model PATH] [--device auto|cpu|cuda]
                                        one PNG face mask per frame (255 = face) of an image, a folder/glob of
                                        images or a video (facecap_core.segment.run)
     facecap track INPUT --out TAKE.json [--masks DIR] [--preview OUT.mp4] [--no-segmentation] [--device D]
@@ -189,14 +190,15 @@ def cmd_segment(args) -> int:
         detector = FaceDetector()
         refiner = None if args.no_graphcut else GraphCutRefiner(**sigma)
         report = segment_source(source, args.out, segmenter, detector, refiner, progress=not args.no_progress,
-                                overlay=args.overlay)
+                                overlay=args.overlay, resume=args.resume)
     except (InputError, ModelFileError, DetectorError) as exc:
         raise CliError(str(exc)) from exc
     held = f", {report.held} on the previous frame's box" if report.held else ""
+    held += f", {report.kept} kept from an earlier run" if report.kept else ""
     overlays = f"; check images in {os.path.join(args.out, 'overlay')}" if args.overlay else ""
+    ms = 1e3 * report.seconds / max(report.frames - report.kept, 1)
     print(f"facecap segment: {report.frames} masks → {args.out} (face found in {report.with_face}{held}; graph cut "
-          f"{'off' if args.no_graphcut else 'on'}; {1e3 * report.seconds / max(report.frames, 1):.1f} ms/frame"
-          f"{overlays})")
+          f"{'off' if args.no_graphcut else 'on'}; {ms:.1f} ms/frame{overlays})")
     return 0
 
 
@@ -409,6 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlay", action="store_true",
                    help="also write DIR/overlay/<stem>.jpg: the frame with the face tinted green and outlined, the "
                         "crop square in yellow (to check the masks by eye)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the masks already in DIR and segment only the frames without one (an interrupted "
+                        "run goes on where it stopped; use the same options)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_segment)
 

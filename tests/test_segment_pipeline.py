@@ -320,6 +320,27 @@ def test_cli_segment_overlay(standin, tmp_path, monkeypatch, capsys):
     assert not cv2.imread(os.path.join(out, "img01.png"), cv2.IMREAD_UNCHANGED).any()
 
 
+def test_cli_segment_resume_keeps_finished_masks(standin, tmp_path, monkeypatch, capsys):
+    """--resume segments only the frames without a mask (an interrupted run), leaves the others' files as they were,
+    and no temporary file stays behind."""
+    src = write_images(str(tmp_path / "in"), 4)
+    monkeypatch.setattr(FaceDetector, "detect", lambda self, image: np.array([[110.0, 70.0, 100.0, 100.0]]))
+    out = str(tmp_path / "m")
+    assert main(["segment", src, "--out", out, "--model", standin, "--no-progress"]) == 0
+    os.remove(os.path.join(out, "img02.png"))
+    before = {f: os.stat(os.path.join(out, f)).st_mtime_ns for f in os.listdir(out)}
+    seen = []
+    monkeypatch.setattr(FaceDetector, "detect", lambda self, image: seen.append(1) or np.array([[110.0, 70.0, 100.0,
+                                                                                                  100.0]]))
+    capsys.readouterr()
+    assert main(["segment", src, "--out", out, "--model", standin, "--no-progress", "--resume"]) == 0
+    assert len(seen) == 1 and "3 kept from an earlier run" in capsys.readouterr().out
+    assert sorted(os.listdir(out)) == ["img00.png", "img01.png", "img02.png", "img03.png"]
+    assert all(os.stat(os.path.join(out, f)).st_mtime_ns == t for f, t in before.items())
+    m = cv2.imread(os.path.join(out, "img02.png"), cv2.IMREAD_UNCHANGED)
+    assert m.shape == (240, 320) and m.any()
+
+
 def test_default_segmenter_on_the_cpu_is_the_shipped_onnx():
     """No --model: the shipped network on onnxruntime on the CPU (about 2× faster than torch there); the .pt's
     torch network gives the same mask."""

@@ -2,10 +2,11 @@
 
 One PNG per frame (uint8, 255 = face, design §5/§6): `<image stem>.png` for images (a numeric suffix where two
 inputs share a stem), `frame_000000.png` … for a video; with `--overlay`, a check image of each frame under
-`DIR/overlay/<stem>.jpg` (face tinted green and outlined, crop square yellow, "no face" where none was found). Each frame goes through `segment_frame` (Viola–Jones
-detection → crop → network → graph cut → paste-back); on a video a frame where the detector finds nothing reuses
-the previous frame's box for up to `hold` frames (the detector misses faces behind hands; the tracker will
-supply the box in `facecap track`).
+`DIR/overlay/<stem>.jpg` (face tinted green and outlined, crop square yellow, "no face" where none was found).
+Each frame goes through `segment_frame` (Viola–Jones detection → crop → network → graph cut → paste-back); on a
+video a frame where the detector finds nothing reuses the previous frame's box for up to `hold` frames (the
+detector misses faces behind hands; the tracker will supply the box in `facecap track`). Files are written through
+a rename, so `--resume` can keep an interrupted run's masks and segment only the rest.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+
+import numpy as np
 
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -109,13 +112,27 @@ class SegmentReport:
     frames: int = 0
     with_face: int = 0
     held: int = 0
+    kept: int = 0  # masks an earlier run had written (resume)
     seconds: float = 0.0
 
 
+def write_image(path: str, image: np.ndarray, params=()) -> None:
+    """cv2.imwrite through a temporary file and a rename, so an interrupted run never leaves a truncated mask
+    that a resumed one would keep."""
+    import cv2  # noqa: PLC0415
+
+    root, ext = os.path.splitext(path)
+    partial = root + ".partial" + ext
+    if not cv2.imwrite(partial, image, list(params)):
+        raise InputError(f"cannot write {path}")
+    os.replace(partial, path)
+
+
 def segment_source(source: Source, out_dir: str, segmenter, detector, refiner=None, hold: int = 10,
-                   progress: bool = True, overlay: bool = False) -> SegmentReport:
+                   progress: bool = True, overlay: bool = False, resume: bool = False) -> SegmentReport:
     """Segment every frame of `source` and write `out_dir/<stem>.png` (255 = face); with `overlay`, also
-    `out_dir/overlay/<stem>.jpg` (pipeline.mask_check_image)."""
+    `out_dir/overlay/<stem>.jpg` (pipeline.mask_check_image). With `resume`, frames whose files are all there
+    already (an interrupted run's) are kept as they are and not segmented again."""
     import cv2  # noqa: PLC0415
 
     from .pipeline import mask_check_image, segment_frame  # noqa: PLC0415
@@ -138,6 +155,15 @@ def segment_source(source: Source, out_dir: str, segmenter, detector, refiner=No
     last_box, since = None, 0
     try:
         for stem, image in source.frames():
+            path = os.path.join(out_dir, stem + ".png")
+            check_path = os.path.join(overlay_dir, stem + ".jpg")
+            if resume and os.path.isfile(path) and (not overlay or os.path.isfile(check_path)):
+                report.frames += 1
+                report.kept += 1
+                last_box = None  # no box to hold across frames this run did not look at
+                if bar is not None:
+                    bar.update(1)
+                continue
             mask, info = segment_frame(image, detector, segmenter, refiner)
             if not info.face_found and source.kind == "video" and last_box is not None and since < hold:
                 mask, info = segment_frame(image, None, segmenter, refiner, box=last_box)
@@ -147,14 +173,10 @@ def segment_source(source: Source, out_dir: str, segmenter, detector, refiner=No
                 last_box, since = info.box, 0
             report.frames += 1
             report.with_face += int(info.face_found)
-            path = os.path.join(out_dir, stem + ".png")
-            if not cv2.imwrite(path, mask):
-                raise InputError(f"cannot write {path}")
-            if overlay:
+            if overlay:  # the check image first: a mask on disk means the frame is done
                 check = cv2.cvtColor(mask_check_image(image, mask, info), cv2.COLOR_RGB2BGR)
-                path = os.path.join(overlay_dir, stem + ".jpg")
-                if not cv2.imwrite(path, check, [cv2.IMWRITE_JPEG_QUALITY, 90]):
-                    raise InputError(f"cannot write {path}")
+                write_image(check_path, check, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            write_image(path, mask)
             if bar is not None:
                 bar.update(1)
     finally:
