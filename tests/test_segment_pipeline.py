@@ -341,6 +341,24 @@ def test_cli_segment_resume_keeps_finished_masks(standin, tmp_path, monkeypatch,
     assert m.shape == (240, 320) and m.any()
 
 
+def test_readme_python_segmentation_example_runs(tmp_path, monkeypatch):
+    """The README's Python snippet for segmentation, run as written on a generated frame."""
+    from facecap_core.segment.segmenter import DEFAULT_MODEL
+
+    if not os.path.isfile(os.path.splitext(DEFAULT_MODEL)[0] + ".onnx"):
+        pytest.skip("no shipped segmenter in models/")
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    snippet = readme.split("From Python (a batch script", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    write_images(str(tmp_path), 1)
+    os.rename(tmp_path / "img00.png", tmp_path / "frame.png")
+    monkeypatch.chdir(tmp_path)
+    scope = {}
+    exec(compile(snippet, "README.md", "exec"), scope)  # noqa: S102 - our own documentation
+    assert scope["mask"].shape == (240, 320) and scope["mask"].dtype == np.uint8
+    assert "detect" in scope["info"].ms
+
+
 def test_default_segmenter_on_the_cpu_is_the_shipped_onnx():
     """No --model: the shipped network on onnxruntime on the CPU (about 2× faster than torch there); the .pt's
     torch network gives the same mask."""
