@@ -27,6 +27,7 @@ PX-pixel disc closes) count as hand, to measure how much of the error is lines t
     python benchmarks/eval_segmentation.py [--model models/segmenter_lite.pt] [--limit N] [--threads 1] [--draws 8] [--margin 1.75]
                                            [--split test|val] [--hand-gaps-closed PX] [--error-bands]
                                            [--worst-sheet out/worst.png] [--save-crops out/eval_crops.npz]
+                                           [--compare OTHER.pt]   (paired difference, with its interval)
     python benchmarks/eval_segmentation.py --crops out/eval_crops.npz --model M.pt   (where ../shared is not)
 """
 from __future__ import annotations
@@ -178,7 +179,7 @@ def oracle_maps(crops, gts, rng):
     return {"oracle-noise": p}, {"oracle-noise": 0.0}
 
 
-def network_maps(net, crops):
+def network_maps(net, crops, timed: bool = True):
     import torch
 
     from facecap_core.segment.net import uint8_to_input
@@ -203,6 +204,8 @@ def network_maps(net, crops):
     if refined:
         maps[REFINED] = np.concatenate(r_all)
     maps[FLIPPED] = flipped.predict(crops)
+    if not timed:
+        return maps, {}
     # batch-1 forward time of what each row needs
     x = uint8_to_input(torch.from_numpy(np.ascontiguousarray(crops[:1])))
 
@@ -233,6 +236,13 @@ def network_maps(net, crops):
     if refined:
         ms[REFINED] = t(lambda: net.streams(x))
     return maps, ms
+
+
+def headline_ious(net, crops: np.ndarray, gts: np.ndarray, gc) -> np.ndarray:
+    """Per-crop IOU of another network's own output + graph cut (for `--compare`)."""
+    maps = network_maps(net, crops, timed=False)[0]
+    p = maps[headline(maps)]
+    return np.array([metrics(gc.refine(p[i], crops[i]), gts[i])[0] for i in range(len(crops))])
 
 
 def headline(maps: dict) -> str:
@@ -322,6 +332,9 @@ def main(argv=None):
     ap.add_argument("--save-crops", default=None, metavar="NPZ",
                     help="also write the three sets' crops and labels to NPZ (for --crops; real faces: keep it "
                          "under out/)")
+    ap.add_argument("--compare", default=None, metavar="MODEL",
+                    help="also run MODEL on the same crops and print the paired difference of the two networks' "
+                         "IOU per set, with its 95 %% interval over identities")
     ap.add_argument("--crops", default=None, metavar="NPZ",
                     help="evaluate on crops saved by --save-crops instead of building them from ../shared (no "
                          "full-frame section); for the GPU machine")
@@ -329,6 +342,8 @@ def main(argv=None):
     t0 = time.perf_counter()
     frames = []
     if args.crops:
+        if not os.path.isfile(args.crops):
+            raise SystemExit(f"error: no crops at {args.crops} (write them with --save-crops where ../shared is)")
         arrays, n_ids, split, margin, identities = load_crops(args.crops)
         print(f"crops from {args.crops} ({split} identities)")
     else:
@@ -353,6 +368,11 @@ def main(argv=None):
     else:
         print(f"NO MODEL ({args.model} missing): maps are ORACLE-NOISE (ground truth blurred + noise + holes); "
               "this checks the script and the graph cut only")
+    other = None
+    if args.compare:
+        if net is None or not os.path.isfile(args.compare):
+            raise SystemExit(f"error: --compare needs both models: {args.model}, {args.compare}")
+        other = load_model(args.compare, "cpu")[0]
     gc = GraphCutRefiner()
     rng = np.random.default_rng(args.seed)
     table1 = {}
@@ -384,9 +404,16 @@ def main(argv=None):
             per_draw = per_image[:, 0].reshape(draws, n).mean(1)
             print(f"  {headline(maps)} + graph cut per draw: median {np.median(per_draw):.3f}, sd "
                   f"{per_draw.std(ddof=1):.3f}, range {per_draw.min():.3f}–{per_draw.max():.3f}")
+        unit = "identities" if len(np.unique(identities)) < n else "faces"
         lo, hi = identity_interval(per_image[:, 0], identities)
-        print(f"  {headline(maps)} + graph cut, 95 % interval over {len(np.unique(identities))} "
-              f"{'identities' if len(np.unique(identities)) < n else 'faces'} (bootstrap): {lo:.3f}–{hi:.3f}")
+        print(f"  {headline(maps)} + graph cut, 95 % interval over {len(np.unique(identities))} {unit} "
+              f"(bootstrap): {lo:.3f}–{hi:.3f}")
+        if other is not None:  # paired: the same crops through both networks
+            theirs = headline_ious(other, crops, gts, gc)
+            diff = per_image[:, 0] - theirs
+            lo, hi = identity_interval(diff, identities)
+            print(f"  against {args.compare}: {theirs.mean():.3f}; difference {diff.mean():+.4f} "
+                  f"(95 % interval over {unit}: {lo:+.4f} to {hi:+.4f})")
         if args.error_bands:
             print_error_bands(fused_masks, gts)
         if args.worst_sheet:
