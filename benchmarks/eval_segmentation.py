@@ -179,7 +179,9 @@ def oracle_maps(crops, gts, rng):
     return {"oracle-noise": p}, {"oracle-noise": 0.0}
 
 
-def network_maps(net, crops, timed: bool = True):
+def network_maps(net, crops, full: bool = True):
+    """The network's maps per row of the table, and batch-1 ms per row; `full=False`: the paper's rows only, no
+    flip average and no timings (enough for a network's headline output)."""
     import torch
 
     from facecap_core.segment.net import uint8_to_input
@@ -198,14 +200,14 @@ def network_maps(net, crops, timed: bool = True):
             if refined:
                 r_all.append(torch.softmax(net.refine(x, u).float(), 1)[:, 1].numpy())
     pd, pf, pu = (np.concatenate(a) for a in (d_all, f_all, u_all))
-    flipped = Segmenter(net, device="cpu")
-    flipped.flip_average = True
     maps = {"FCN-8s stream": pf, "DeconvNet stream": pd, "naive average": (pd + pf) / 2, "fused (ours)": pu}
     if refined:
         maps[REFINED] = np.concatenate(r_all)
-    maps[FLIPPED] = flipped.predict(crops)
-    if not timed:
+    if not full:
         return maps, {}
+    flipped = Segmenter(net, device="cpu")
+    flipped.flip_average = True
+    maps[FLIPPED] = flipped.predict(crops)
     # batch-1 forward time of what each row needs
     x = uint8_to_input(torch.from_numpy(np.ascontiguousarray(crops[:1])))
 
@@ -240,7 +242,7 @@ def network_maps(net, crops, timed: bool = True):
 
 def headline_ious(net, crops: np.ndarray, gts: np.ndarray, gc) -> np.ndarray:
     """Per-crop IOU of another network's own output + graph cut (for `--compare`)."""
-    maps = network_maps(net, crops, timed=False)[0]
+    maps = network_maps(net, crops, full=False)[0]
     p = maps[headline(maps)]
     return np.array([metrics(gc.refine(p[i], crops[i]), gts[i])[0] for i in range(len(crops))])
 
@@ -404,10 +406,10 @@ def main(argv=None):
             per_draw = per_image[:, 0].reshape(draws, n).mean(1)
             print(f"  {headline(maps)} + graph cut per draw: median {np.median(per_draw):.3f}, sd "
                   f"{per_draw.std(ddof=1):.3f}, range {per_draw.min():.3f}–{per_draw.max():.3f}")
-        unit = "identities" if len(np.unique(identities)) < n else "faces"
+        n_groups = len(np.unique(identities))
+        unit = "identities" if n_groups < n else "faces"
         lo, hi = identity_interval(per_image[:, 0], identities)
-        print(f"  {headline(maps)} + graph cut, 95 % interval over {len(np.unique(identities))} {unit} "
-              f"(bootstrap): {lo:.3f}–{hi:.3f}")
+        print(f"  {headline(maps)} + graph cut, 95 % interval over {n_groups} {unit} (bootstrap): {lo:.3f}–{hi:.3f}")
         if other is not None:  # paired: the same crops through both networks
             theirs = headline_ious(other, crops, gts, gc)
             diff = per_image[:, 0] - theirs

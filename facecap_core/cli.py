@@ -30,6 +30,8 @@ import argparse
 import os
 import sys
 
+from .fileformat import make_output_folder
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 DEFAULT_TRACKER = os.path.join(ROOT, "models", "tracker_dde.npz")
@@ -37,14 +39,6 @@ DEFAULT_TRACKER = os.path.join(ROOT, "models", "tracker_dde.npz")
 
 class CliError(RuntimeError):
     """An expected error: printed as one line, exit status 1."""
-
-
-def make_folder(path: str, what: str) -> None:
-    """Create an output folder (and its parents) or fail with one line naming it."""
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as exc:
-        raise CliError(f"cannot make {what} {path}: {exc.strerror} (choose a writable folder)") from exc
 
 
 # --------------------------------------------------------------------------------------------------- rig info
@@ -156,7 +150,7 @@ def cmd_data_show(args) -> int:
     rng = np.random.default_rng(args.seed) if args.seed is not None else None
     sheet = contact_sheet(sample_batch(view, args.n, rng), columns=args.columns)
     out = os.path.abspath(args.out)
-    make_folder(os.path.dirname(out), "the contact sheet's folder")
+    make_output_folder(os.path.dirname(out), "the contact sheet's folder", CliError)
     if not cv2.imwrite(out, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
         raise CliError(f"cannot write {out} (is the extension .png?)")
     print(f"contact sheet of {min(args.n, len(view))} {args.kind}/{args.split} samples → {out}")
@@ -283,7 +277,7 @@ def cmd_track(args) -> int:
     except InputError as exc:
         raise CliError(str(exc)) from exc
     if args.masks:
-        make_folder(args.masks, "the masks folder")
+        make_output_folder(args.masks, "the masks folder", CliError)
     recorder = TakeRecorder(args.out, args.input, source.fps, source.width, source.height, tracker.focal)
     try:
         report = track_source(source, args.out, engine, recorder, preview, args.masks,

@@ -23,6 +23,15 @@ def read_versioned_json(path: str, fmt: str, version: int, error: type[Exception
     return data
 
 
+def make_output_folder(path: str, what: str, error: type[Exception]) -> None:
+    """Create an output folder (and its parents), or raise `error` with one line naming `what` and `path` (a file in
+    the way, no permission, a path that cannot exist)."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise error(f"cannot make {what} {path}: {exc.strerror} (choose a writable folder)") from exc
+
+
 def write_json_atomic(path: str, data, **dump_options) -> None:
     """Write `data` as JSON so that a crash leaves either the old file or the new one, never half of one (temp file
     in the same folder, fsync, rename)."""

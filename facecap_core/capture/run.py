@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..fileformat import make_output_folder
 from ..rig.geometry import matrix_to_quat
 from ..segment.pipeline import tint_face
 from ..segment.run import InputError, open_source
@@ -100,10 +101,8 @@ class PreviewWriter:
     def __init__(self, path: str, fps: float, size: tuple[int, int], rig, tracker):
         import cv2  # noqa: PLC0415
 
-        try:  # like the take, the preview's folder is made when missing
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        except OSError as exc:
-            raise InputError(f"cannot write the preview video {path}: {exc.strerror} (choose a writable folder)")
+        # like the take's, the preview's folder is made when missing
+        make_output_folder(os.path.dirname(os.path.abspath(path)), "the preview video's folder", InputError)
         self.writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
         if not self.writer.isOpened():
             raise InputError(f"cannot write the preview video {path} (is it a writable path ending in .mp4?)")

@@ -38,6 +38,7 @@ from .dataset import (FORMAT, KINDS, MANIFEST, SPLITS, VERSION, DatasetError, fi
                       read_shard, shard_count, shard_counts, shard_name, write_manifest, write_shard)
 from .types import FaceSample, ShapeParams
 
+from ..fileformat import make_output_folder
 from .paths import CACHE
 KIND_ID = {k: i for i, k in enumerate(KINDS)}
 SPLIT_ID = {s: i for i, s in enumerate(SPLITS)}
@@ -362,10 +363,7 @@ def build_dataset(out: str, engine: Engine, recipe: Recipe | None = None, *, see
     Raises BuildError when `out` holds a different dataset (or any dataset, without `resume`)."""
     recipe = recipe or Recipe()
     out = os.path.abspath(out)
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as exc:
-        raise BuildError(f"cannot make the dataset folder {out}: {exc.strerror} (choose a writable folder)") from exc
+    make_output_folder(out, "the dataset folder", BuildError)
     mpath = os.path.join(out, MANIFEST)
     header = {"format": FORMAT, "version": VERSION, "seed": int(seed), "recipe": recipe.to_json(),
               "limit": limit, "engine": engine.name}

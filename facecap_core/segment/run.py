@@ -137,11 +137,12 @@ def segment_source(source: Source, out_dir: str, segmenter, detector, refiner=No
 
     from .pipeline import mask_check_image, segment_frame  # noqa: PLC0415
 
+    from ..fileformat import make_output_folder  # noqa: PLC0415
+
     overlay_dir = os.path.join(out_dir, "overlay")
-    try:
-        os.makedirs(overlay_dir if overlay else out_dir, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot make the output folder {out_dir}: {exc.strerror} (choose a writable folder)")
+    make_output_folder(out_dir, "the output folder", InputError)
+    if overlay:
+        make_output_folder(overlay_dir, "the check images' folder", InputError)
     report = SegmentReport()
     bar = None
     if progress and (source.kind == "video" or (source.count or 0) > 1):
