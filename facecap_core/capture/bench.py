@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..teacher import INSTALL_HINT as TEACHER_HINT
+
 STAGES = (("detect", "Viola-Jones detection (first frame, re-detections)"), ("crop", "crop 128×128"),
           ("net", "segmentation network"), ("graphcut", "graph cut (Eq. 1)"),
           ("track_regress", "DDE regression"), ("track", "tracking step (crop, mask, regression, checks)"))
@@ -92,5 +94,5 @@ def run_bench(source, engine, tracker, max_frames: int | None = None, teacher: b
             lines.append(f"reference, same frames: teacher (MediaPipe FaceLandmarker, VIDEO mode) {fps:.1f} fps "
                          f"({1000 / fps:.1f} ms/frame)")
         except Exception as exc:  # noqa: BLE001 - the teacher extra is optional
-            lines.append(f"reference: teacher unavailable ({exc.__class__.__name__}: pip install -e .[teacher])")
+            lines.append(f"reference: teacher unavailable ({exc.__class__.__name__}; {TEACHER_HINT})")
     return "\n".join(lines)

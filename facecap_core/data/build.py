@@ -40,6 +40,8 @@ from .types import FaceSample, ShapeParams
 
 from ..fileformat import make_output_folder
 from .paths import CACHE
+from ..teacher import INSTALL_HINT as TEACHER_HINT
+
 KIND_ID = {k: i for i, k in enumerate(KINDS)}
 SPLIT_ID = {s: i for i, s in enumerate(SPLITS)}
 TRACK_PARAMS = ("expression", "rotation", "translation", "identity", "focal")
@@ -581,7 +583,7 @@ class ProjectEngine(Engine):
                          "(--stale-labels): their expression/identity fits belong to that rig")
             if missing:
                 self.log(f"facecap data build: {missing} files of {self.faces} have no cached teacher labels yet; "
-                         "using the labelled ones (to label them: pip install -e .[teacher], then add --label-missing)")
+                         f"using the labelled ones (to label them, add --label-missing; {TEACHER_HINT})")
         bad = [lb for lb in labels if (lb.kind == "video") != (lb.frame >= 0)]
         if bad:  # e.g. a clip labelled as a still (frame -1): its image cannot be read back consistently
             self.stats["inconsistent_labels"] = sorted({lb.file for lb in bad})
@@ -626,8 +628,8 @@ class ProjectEngine(Engine):
                     lib = build_library(self.rig, self.faces, cache_path=cached)
                 else:
                     self.log("facecap data build: no real texture library in cache/textures; using procedural "
-                             "textures (to build it from the photos: pip install -e .[teacher], then add "
-                             "--label-missing)")
+                             "textures (to build it from the photos, add --label-missing; "
+                             f"{TEACHER_HINT})")
             self._textures = lib if lib is not None and len(lib) else procedural_library(self.rig, 16, seed=0)
         return self._textures
 

