@@ -234,5 +234,5 @@ def test_teacher_import_error_message(monkeypatch):
         return real(name, *a, **k)
 
     monkeypatch.setattr(builtins, "__import__", fake)
-    with pytest.raises(ImportError, match=r"facecap\[teacher\]"):
+    with pytest.raises(ImportError, match=r"\.venv-teacher.*\[teacher\]"):
         teacher.Teacher()
