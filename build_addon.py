@@ -108,8 +108,9 @@ def collect(include_rig: bool = True) -> list[tuple[str, str]]:
     if include_rig:
         rig = os.path.join(ROOT, "rigs", "fw46.npz")
         if not os.path.exists(rig):
-            raise SystemExit("build_addon: rigs/fw46.npz not found: build it with `python rigs/build_rig.py` "
-                             "(needs the teacher extra in its own environment, see the README), or pass --no-rig")
+            raise SystemExit("build_addon: rigs/fw46.npz not found: build it with `.venv-teacher/bin/python "
+                             "rigs/build_rig.py` (the teacher's own environment, README \"The face rig\"), or "
+                             "pass --no-rig")
         for name in RIG_FILES:
             path = os.path.join(ROOT, "rigs", name)
             if os.path.exists(path):

@@ -34,13 +34,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..fileformat import make_output_folder
+from ..teacher import INSTALL_HINT as TEACHER_HINT
 from .dataset import (FORMAT, KINDS, MANIFEST, SPLITS, VERSION, DatasetError, file_sha256, merge_counts, now_iso,
                       read_shard, shard_count, shard_counts, shard_name, write_manifest, write_shard)
-from .types import FaceSample, ShapeParams
-
-from ..fileformat import make_output_folder
 from .paths import CACHE
-from ..teacher import INSTALL_HINT as TEACHER_HINT
+from .types import FaceSample, ShapeParams
 
 KIND_ID = {k: i for i, k in enumerate(KINDS)}
 SPLIT_ID = {s: i for i, s in enumerate(SPLITS)}

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..fileformat import make_output_folder
+
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -136,8 +138,6 @@ def segment_source(source: Source, out_dir: str, segmenter, detector, refiner=No
     import cv2  # noqa: PLC0415
 
     from .pipeline import mask_check_image, segment_frame  # noqa: PLC0415
-
-    from ..fileformat import make_output_folder  # noqa: PLC0415
 
     overlay_dir = os.path.join(out_dir, "overlay")
     make_output_folder(out_dir, "the output folder", InputError)
