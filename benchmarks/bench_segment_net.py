@@ -5,7 +5,8 @@ same run: cv2.resize of a 640×480 frame to 128×128, ×100 (so numbers from a l
     python benchmarks/bench_segment_net.py [--threads 2] [--runs 50] [--widths 0.125:256,8-16-32-64-128:512,1.0:4096]
     (a width is a multiplier of the paper's channels, or five per-block channel counts joined by "-"; a third
     field adds the refinement head with that many channels: 8-16-32-64-128:512:8)
-    python benchmarks/bench_segment_net.py --model models/segmenter_lite.pt     (also time the shipped files)
+    python benchmarks/bench_segment_net.py --model models/segmenter_lite.pt     (also time the shipped files,
+        with 1, 2 and 4 views of the crop: Segmenter.views)
 """
 from __future__ import annotations
 
@@ -88,14 +89,16 @@ def main(argv=None) -> int:
                      "-".join(map(str, net.channels)) + (f" +r{refine}" if refine else ""), net.num_parameters(),
                      flops_estimate(net),
                      ms_t, ms_o, os.path.getsize(pt) / 1e6, os.path.getsize(onnx_path) / 1e6, runs))
-    shipped = []
+    shipped = []  # the shipped files through Segmenter.predict, with 1, 2 and 4 views of the crop in one batch
     if args.model:
-        t_seg = Segmenter.load(args.model, device="cpu")
-        shipped.append(("torch", args.model, median_ms(lambda: t_seg.predict(crop), args.runs)))
         onnx_model = os.path.splitext(args.model)[0] + ".onnx"
+        segs = [("torch", args.model, Segmenter.load(args.model, device="cpu"))]
         if os.path.isfile(onnx_model):
-            o_seg = Segmenter.load(onnx_model, threads=args.threads)
-            shipped.append(("onnxruntime", onnx_model, median_ms(lambda: o_seg.predict(crop), args.runs)))
+            segs.append(("onnxruntime", onnx_model, Segmenter.load(onnx_model, threads=args.threads)))
+        for kind, path, seg in segs:
+            for views in (1, 2, 4):
+                seg.views = views
+                shipped.append((kind, path, views, median_ms(lambda: seg.predict(crop), args.runs)))
     ref1 = reference_ms(args.runs)
 
     cpu = ""
@@ -114,8 +117,9 @@ def main(argv=None) -> int:
     for r in rows:
         print(f"{r[0]:>9} {r[1]:>5} {r[2]:>20} {r[3]:>12,} {r[4]:>7.3f} {r[5][0]:>10.2f} {r[5][1]:>9.2f} "
               f"{r[6][0]:>9.2f} {r[6][1]:>8.2f} {r[7]:>7.2f} {r[8]:>8.2f} {r[9]:>5}")
-    for kind, path, ms in shipped:
-        print(f"shipped {kind:>11}: {path}  {ms[0]:.2f} ms wall, {ms[1]:.2f} ms cpu per crop")
+    for kind, path, views, ms in shipped:
+        print(f"shipped {kind:>11}: {path}, {views} view{'s' if views > 1 else ''}: {ms[0]:.2f} ms wall, "
+              f"{ms[1]:.2f} ms cpu per crop")
     return 0
 
 

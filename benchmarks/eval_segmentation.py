@@ -14,10 +14,11 @@ held-out set of this size leaves on each figure.
 Maps: the network's training-mode outputs (DeconvNet stream, FCN stream, fused) of `--model`; "naive average" is
 the mean of the two streams' probabilities. Each ± graph cut (Eq. 1 as the pipeline runs it: λ = 10, σ = 50;
 graphcut.py). Metrics per image, then averaged:
-IOU, global (pixel accuracy), ave(face) (face recall). "fused + flip average" is the fused map averaged with
-that of the mirrored crop (`Segmenter.flip_average`, `facecap segment --flip-average`), for offline footage. ms/crop: batch-1 CPU forward of what each row needs,
-median. Without a model file the script runs end to end on an **oracle-noise** map (the ground truth blurred,
-with noise and holes) and says so: that checks the script and the graph cut, not a network.
+IOU, global (pixel accuracy), ave(face) (face recall). "fused, 2 views" averages the fused map with that of the
+crop's centre enlarged 1.21× and mirrored, "4 views" adds the mirrored crop and the enlarged centre unmirrored
+(`Segmenter.views`, `facecap segment --views N`). ms/crop: batch-1 CPU forward of what each row needs (all views
+in one batch), median. Without a model file the script runs end to end on an **oracle-noise** map (the ground
+truth blurred, with noise and holes) and says so: that checks the script and the graph cut, not a network.
 
 `--hand-gaps-closed PX` is a diagnostic: in the hand set, the slivers of face between spread fingers (gaps that a
 PX-pixel disc closes) count as hand, to measure how much of the error is lines thinner than the network draws.
@@ -50,7 +51,7 @@ from facecap_core.segment.graphcut import GraphCutRefiner  # noqa: E402
 
 MARGIN = TRAINING_MARGIN  # the pipeline's crop
 REFINED = "fused + refine head"  # beyond the paper (net.RefineHead), for networks that have one
-FLIPPED = "fused + flip average"
+VIEWED = {2: "fused, 2 views", 4: "fused, 4 views"}  # Segmenter.views: the crop, mirrored and enlarged views
 
 
 def metrics(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float, float]:
@@ -181,7 +182,7 @@ def oracle_maps(crops, gts, rng):
 
 def network_maps(net, crops, full: bool = True):
     """The network's maps per row of the table, and batch-1 ms per row; `full=False`: the paper's rows only, no
-    flip average and no timings (enough for a network's headline output)."""
+    extra views and no timings (enough for a network's headline output)."""
     import torch
 
     from facecap_core.segment.net import uint8_to_input
@@ -205,9 +206,10 @@ def network_maps(net, crops, full: bool = True):
         maps[REFINED] = np.concatenate(r_all)
     if not full:
         return maps, {}
-    flipped = Segmenter(net, device="cpu")
-    flipped.flip_average = True
-    maps[FLIPPED] = flipped.predict(crops)
+    viewed = Segmenter(net, device="cpu")
+    for views, name in VIEWED.items():
+        viewed.views = views
+        maps[name] = viewed.predict(crops)
     # batch-1 forward time of what each row needs
     x = uint8_to_input(torch.from_numpy(np.ascontiguousarray(crops[:1])))
 
@@ -234,7 +236,9 @@ def network_maps(net, crops, full: bool = True):
         return net.deconv_stream(fc7, sw, sz), net.fcn_stream(pooled)
 
     ms = {"FCN-8s stream": t(fcn), "DeconvNet stream": t(deconv), "naive average": t(both),
-          "fused (ours)": t(lambda: net.paper_streams(x)), FLIPPED: t(lambda: net.streams(x.repeat(2, 1, 1, 1)))}
+          "fused (ours)": t(lambda: net.paper_streams(x))}
+    for views, name in VIEWED.items():
+        ms[name] = t(lambda: net.streams(x.repeat(views, 1, 1, 1)))
     if refined:
         ms[REFINED] = t(lambda: net.streams(x))
     return maps, ms
@@ -430,20 +434,21 @@ def main(argv=None):
 
         seg = Segmenter(net, device="cpu")
         det = FaceDetector()
-        found, res_raw, res_gc = 0, [], []
+        found, res_raw, res_gc = 0, [], {views: [] for views in (1, *VIEWED)}
         for image, gt, lb in frames:
+            seg.views = 1
             m0, info = segment_frame(image, det, seg, None)
             found += info.face_found
             res_raw.append(metrics(m0 > 0, gt))
-            if info.face_found:
-                m1, _ = segment_frame(image, None, seg, gc, box=info.box)
-            else:
-                m1 = m0
-            res_gc.append(metrics(m1 > 0, gt))
-        r0, r1 = np.mean(res_raw, 0), np.mean(res_gc, 0)
+            for views, res in res_gc.items():
+                seg.views = views
+                m1 = segment_frame(image, None, seg, gc, box=info.box)[0] if info.face_found else m0
+                res.append(metrics(m1 > 0, gt))
+        r0, r1 = np.mean(res_raw, 0), np.mean(res_gc[1], 0)
         print(f"\n[full frames: Viola-Jones → crop → net → paste-back] face found in {found}/{len(frames)}; "
               f"IOU {r0[0]:.3f} global {r0[1]:.3f} ave(face) {r0[2]:.3f}; with graph cut IOU {r1[0]:.3f} "
-              f"global {r1[1]:.3f} ave(face) {r1[2]:.3f} (misses count as empty masks)")
+              f"global {r1[1]:.3f} ave(face) {r1[2]:.3f} (misses count as empty masks); "
+              + "; ".join(f"{VIEWED[v]} + graph cut IOU {np.mean(res_gc[v], 0)[0]:.3f}" for v in VIEWED))
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
 
 

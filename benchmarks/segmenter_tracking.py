@@ -33,18 +33,16 @@ from facecap_core.rig.model import load_rig  # noqa: E402
 DEFAULT_CLIPS = "videos/liveportrait__driving_d19.mp4,videos/retalking__face_5.mp4"
 
 
-def model_file(spec: str) -> tuple[str, bool | None]:
-    """'PATH', 'PATH+flip' or 'PATH+noflip' → (PATH, the engine's flip_average: None = its default)."""
-    for suffix, flip in (("+flip", True), ("+noflip", False)):
-        if spec.endswith(suffix):
-            return spec[: -len(suffix)], flip
-    return spec, None
+def model_file(spec: str) -> tuple[str, int | None]:
+    """'PATH' or 'PATH+views=N' → (PATH, the segmenter's views: None = the engine's default)."""
+    path, _, views = spec.partition("+views=")
+    return path, int(views) if views else None
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", required=True, help="comma-separated segmenter files (.pt or .onnx); a file "
-                    "followed by +flip runs it with the flip average, +noflip without")
+                    "followed by +views=N averages N views of each crop (1, 2, 4; Segmenter.views)")
     ap.add_argument("--clips", default=DEFAULT_CLIPS, help="comma-separated paths inside ../shared/faces")
     ap.add_argument("--hand-seeds", default="3,4,5", help="hand sweeps per clip (empty: clean clips only)")
     ap.add_argument("--graphcut", default=None, metavar="LAM,SIGMA",
@@ -82,8 +80,8 @@ def main(argv=None) -> int:
             frames, covered = (clean, None) if seed is None else hand_over_face(clean, by_frame, seed=seed)
             cells = []
             for m in models:
-                path, flip = model_file(m)
-                got, _ = run_engine(frames, True, source.fps, segmenter_model=path, flip_average=flip)
+                path, views = model_file(m)
+                got, _ = run_engine(frames, True, source.fps, segmenter_model=path, views=views)
                 med = float(np.median(score(got, by_frame)))
                 medians[m].append(med)
                 if covered is None:

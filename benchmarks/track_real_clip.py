@@ -77,7 +77,7 @@ def hand_over_face(frames: list, labels: dict, seed: int = 3) -> tuple[list, np.
 
 
 def run_engine(frames, segmentation: bool, fps: float, tracker_model: str | None = None, focal: float | None = None,
-               segmenter_model: str | None = None, flip_average: bool | None = None) -> tuple[list, float]:
+               segmenter_model: str | None = None, views: int | None = None) -> tuple[list, float]:
     """Take frames of decoded frames through the engine (a CaptureSession over a temporary clip)."""
     import tempfile
 
@@ -86,7 +86,7 @@ def run_engine(frames, segmentation: bool, fps: float, tracker_model: str | None
 
     with tempfile.TemporaryDirectory() as tmp:
         path = write_clip(os.path.join(tmp, "clip.avi"), [f[2] for f in frames], fps)
-        options = EngineOptions(segmentation=segmentation, focal=focal, flip_average=flip_average)
+        options = EngineOptions(segmentation=segmentation, focal=focal, views=views)
         if tracker_model and segmentation:
             options.tracker_model = tracker_model
         if segmenter_model:

@@ -10,7 +10,7 @@
     facecap data show DIR [--kind K] [--split S] [--n 64] --out SHEET.png
                                        contact sheet: image, mask tint, landmarks (green visible, red occluded)
     facecap data info DIR              the dataset manifest's counts table
-    facecap segment INPUT --out DIR [--no-graphcut | --graphcut-sigma S] [--flip-average] [--overlay] [--resume]
+    facecap segment INPUT --out DIR [--no-graphcut | --graphcut-sigma S] [--views 1|2|4] [--overlay] [--resume]
                                     [--model PATH] [--device auto|cpu|cuda]
                                        one PNG face mask per frame (255 = face) of an image, a folder/glob of
                                        images or a video (facecap_core.segment.run)
@@ -180,7 +180,7 @@ def cmd_segment(args) -> int:
             raise CliError(f"segmenter model not found: {args.model} (train one with python -m "
                            "facecap_core.segment.train, or pass --model PATH)")
         segmenter = load_segmenter(args.model, args.device)
-        segmenter.flip_average = args.flip_average
+        segmenter.views = args.views
         detector = FaceDetector()
         refiner = None if args.no_graphcut else GraphCutRefiner(**sigma)
         report = segment_source(source, args.out, segmenter, detector, refiner, progress=not args.no_progress,
@@ -400,8 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-graphcut", action="store_true", help="threshold the network's probability at 0.5 instead")
     p.add_argument("--graphcut-sigma", type=float, default=None, metavar="S",
                    help="the graph cut's colour scale σ (default 50, tuned on validation faces; 5 = the paper's)")
-    p.add_argument("--flip-average", action="store_true",
-                   help="average each crop's prediction with its mirror image's (better masks, 2× network time)")
+    p.add_argument("--views", type=int, choices=(1, 2, 4), default=2,
+                   help="views of each crop the network sees, probabilities averaged: 1 = the crop (as live "
+                        "capture), 2 = + its centre enlarged 1.21× and mirrored (default; better masks, most "
+                        "under occluders), 4 = + the mirrored crop and the enlarged centre (4× network time)")
     p.add_argument("--overlay", action="store_true",
                    help="also write DIR/overlay/<stem>.jpg: the frame with the face tinted green and outlined, the "
                         "crop square in yellow (to check the masks by eye)")

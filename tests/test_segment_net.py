@@ -13,7 +13,8 @@ from facecap_core.segment import ModelFileError, Segmenter  # noqa: E402
 from facecap_core.segment.net import (  # noqa: E402
     FULL, LITE, LOSS_WEIGHTS, TwoStreamNet, build, fold_batchnorm, lovasz_hinge_loss, max_unpool, soft_iou_loss,
     two_stream_loss, upsampler, widen_state_dict)
-from facecap_core.segment.segmenter import export_onnx, load_model, save_model  # noqa: E402
+from facecap_core.segment.segmenter import (  # noqa: E402
+    ZOOM_SIDE, export_onnx, load_model, save_model, zoom_in, zoom_out)
 
 torch.set_num_threads(1)
 
@@ -433,19 +434,36 @@ def test_refine_head_starts_as_the_network_and_trains_alone(tmp_path):
         assert torch.allclose(folded(x), net(x), atol=1e-4)
 
 
-def test_flip_average_is_mirror_symmetric_and_the_mean_of_both_views():
+def test_two_views_average_the_crop_with_its_enlarged_mirrored_centre():
     seg = Segmenter(_lite(7).eval(), device="cpu")
     imgs, _ = _crops(3, seed=8)
-    mirrored = np.ascontiguousarray(imgs[:, :, ::-1])
-    plain, plain_mirrored = seg.predict(imgs), seg.predict(mirrored)
-    seg.flip_average = True
+    plain = seg.predict(imgs)
+    zoomed = zoom_in(imgs)
+    assert zoomed.shape == imgs.shape and zoomed.dtype == np.uint8
+    centre = zoom_out(seg.predict(np.ascontiguousarray(zoomed[:, :, ::-1]))[:, :, ::-1])
+    seg.views = 2
     both = seg.predict(imgs)
-    assert both.shape == (3, 128, 128)
-    np.testing.assert_allclose(both, 0.5 * (plain + plain_mirrored[:, :, ::-1]), atol=1e-5)
-    # a mirrored crop gets exactly the mirrored mask, which a plain network does not promise
-    np.testing.assert_allclose(seg.predict(mirrored), both[:, :, ::-1], atol=1e-5)
-    assert np.abs(plain_mirrored[:, :, ::-1] - plain).max() > 1e-3
-    assert seg.predict(imgs[0]).shape == (128, 128)
+    assert both.shape == (3, 128, 128) and seg.predict(imgs[0]).shape == (128, 128)
+    o, z = (128 - ZOOM_SIDE) // 2, ZOOM_SIDE
+    inner = np.zeros((128, 128), bool)
+    inner[o:o + z, o:o + z] = True
+    np.testing.assert_allclose(both[:, ~inner], plain[:, ~inner], atol=1e-6)  # the border: the crop's view alone
+    np.testing.assert_allclose(both[:, inner], 0.5 * (plain[:, inner] + centre.reshape(3, -1)), atol=1e-5)
+    assert np.abs(both - plain).max() > 1e-3
+
+
+def test_four_views_make_the_mask_of_a_mirrored_crop_the_mirrored_mask():
+    seg = Segmenter(_lite(7).eval(), device="cpu")
+    imgs, _ = _crops(3, seed=9)
+    mirrored = np.ascontiguousarray(imgs[:, :, ::-1])
+    assert np.abs(seg.predict(mirrored)[:, :, ::-1] - seg.predict(imgs)).max() > 1e-3  # not so with one view
+    seg.views = 4
+    four = seg.predict(imgs)
+    np.testing.assert_allclose(seg.predict(mirrored), four[:, :, ::-1], atol=1e-5)
+    assert np.all((four >= 0) & (four <= 1))
+    seg.views = 3
+    with pytest.raises(ValueError, match="views"):
+        seg.predict(imgs)
 
 
 def test_package_import_is_light():

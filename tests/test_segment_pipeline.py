@@ -294,6 +294,21 @@ def test_cli_segment_graphcut_sigma(standin, tmp_path, monkeypatch):
                           "--graphcut-sigma must be > 0")
 
 
+def test_cli_segment_views_reach_the_segmenter(standin, tmp_path, monkeypatch):
+    """`facecap segment` averages two views of each crop by default (offline footage), `--views 1` runs the crop
+    alone as live capture does, and a count the segmenter does not know is refused by argparse."""
+    src = write_images(str(tmp_path / "in"), 1)
+    monkeypatch.setattr(FaceDetector, "detect", lambda self, image: np.array([[110.0, 70.0, 100.0, 100.0]]))
+    used = []
+    monkeypatch.setattr(EllipseSegmenter, "predict", lambda self, crops: used.append(self.views) or
+                        np.full((len(crops), 128, 128), 0.9, np.float32))
+    assert main(["segment", src, "--out", str(tmp_path / "a"), "--model", standin, "--no-progress"]) == 0
+    assert main(["segment", src, "--out", str(tmp_path / "b"), "--model", standin, "--no-progress",
+                 "--views", "1"]) == 0
+    assert used == [2, 1]
+    assert run_cli("segment", src, "--out", str(tmp_path / "c"), "--views", "3").returncode != 0
+
+
 def test_cli_segment_overlay(standin, tmp_path, monkeypatch, capsys):
     """--overlay writes one check image per frame beside the masks: face pixels tinted towards green, the rest of
     the frame unchanged away from the drawings, "no face" frames left untinted."""

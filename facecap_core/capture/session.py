@@ -34,7 +34,7 @@ class EngineError(RuntimeError):
 class EngineOptions:
     segmentation: bool = True
     segmenter_model: str = DEFAULT_SEGMENTER
-    flip_average: bool | None = None  # segment each crop and its mirror too (None: the segmenter's own, off)
+    views: int | None = None  # views of each crop the segmenter averages, 1, 2 or 4 (None: the segmenter's own, 1)
     tracker_model: str = DEFAULT_TRACKER
     focal: float | None = None
     smoothing: float = 1.0  # One Euro strength, 0 = off (PoseSmoother)
@@ -81,8 +81,8 @@ def build_engine(source, options: EngineOptions):
             segmenter = Segmenter.load_default(options.device, threads=1)
         elif options.segmentation:
             segmenter = load_segmenter(options.segmenter_model, options.device)
-        if segmenter is not None and options.flip_average is not None:
-            segmenter.flip_average = options.flip_average
+        if segmenter is not None and options.views is not None:
+            segmenter.views = options.views
     except (SegmentModelError, TrackerModelError, DetectorError) as exc:
         raise EngineError(str(exc)) from exc
     engine = CaptureEngine(tracker, segmenter, GraphCutRefiner() if options.segmentation else None, detector)
