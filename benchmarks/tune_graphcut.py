@@ -2,7 +2,7 @@
 
 The paper gives λ = 10, σ = 5 for its network; ours is another network on other crops, so the pair is a setting to
 choose on the **validation** identities and then report once on the test ones. The network runs once per crop
-(the fused map, one view of each crop, as live capture uses it); each (λ, σ) then only re-runs the cut. σ is on the
+(the fused map; one view of each crop, as live capture uses it, or `--views N`); each (λ, σ) then only re-runs the cut. σ is on the
 0–255 scale with the paper's 2σ denominator (graphcut.py): θ = exp(−d² / 2σ), d² summed over RGB.
 
     python benchmarks/eval_segmentation.py --split val --no-detect --save-crops out/eval_crops_val.npz
@@ -37,6 +37,7 @@ def main(argv=None) -> int:
     ap.add_argument("--lams", type=_floats, default=_floats("0,5,10,20,40"))
     ap.add_argument("--sigmas", type=_floats, default=_floats("5,20,50,150,500"))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--views", type=int, choices=(1, 2, 4), default=1, help="views of each crop (Segmenter.views)")
     args = ap.parse_args(argv)
     if not os.path.isfile(args.crops):
         print(f"error: no crops at {args.crops}; write them first with benchmarks/eval_segmentation.py --split val "
@@ -47,8 +48,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     arrays, n_ids, split, margin, _ = load_crops(args.crops)
     seg = Segmenter(load_model(args.model, "cpu")[0], device="cpu")
+    seg.views = args.views
     probs = {name: seg.predict(crops) for name, (crops, _, _) in arrays.items()}
-    print(f"{args.model} on {args.crops} ({split} identities, {n_ids} of them; "
+    print(f"{args.model}, {args.views} view(s), on {args.crops} ({split} identities, {n_ids} of them; "
           + ", ".join(f"{name} {len(c)}" for name, (c, _, _) in arrays.items()) + " crops)")
     names = list(arrays)
     print(f"{'λ':>6}{'σ':>7}" + "".join(f"{n:>12}" for n in names) + f"{'mean':>8}{'ms':>6}")
