@@ -394,6 +394,8 @@ def test_onnx_matches_torch(tmp_path):
     assert np.abs(p_ort - p_torch).max() < 1e-4
     assert ((p_ort >= 0.5) == (p_torch >= 0.5)).mean() > 0.999
     assert ort_seg.predict(test_imgs[:1]).shape == (1, 128, 128)
+    ort_seg.views = torch_seg.views = 2  # the views run through either backend alike
+    assert np.abs(ort_seg.predict(test_imgs) - torch_seg.predict(test_imgs)).max() < 1e-4
 
 
 def test_refine_head_starts_as_the_network_and_trains_alone(tmp_path):
