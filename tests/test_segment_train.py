@@ -238,3 +238,41 @@ def test_ema_exports_the_average_and_resumes_it(tmp_path):
         assert torch.allclose(exported[k].float(), resumed[k].float(), atol=1e-6), k
     card = open(a_out + ".md").read()
     assert "moving average" in card and "--ema 0.5" in card
+
+
+def test_two_view_training_loss_is_the_loss_of_what_two_views_predict(tmp_path):
+    from facecap_core.segment.net import (TwoStreamNet, face_probability, two_view_loss, two_view_probability,
+                                          zoomed_mirrored_view)
+    from facecap_core.segment.segmenter import ZOOM_SIDE
+
+    torch.manual_seed(1)
+    net = TwoStreamNet(0.0625, 64).eval()
+    crops = np.random.default_rng(2).integers(0, 256, (3, 128, 128, 3)).astype(np.uint8)
+    x = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255
+    label = torch.zeros(3, 128, 128, dtype=torch.int64)
+    label[:, 30:100, 20:60] = 1  # the face on the left: on the right once mirrored
+    zoomed = zoomed_mirrored_view(label, ZOOM_SIDE)
+    assert zoomed.dtype == torch.int64 and zoomed.shape == label.shape
+    assert zoomed[:, :, :64].sum() < zoomed[:, :, 64:].sum()
+    with torch.no_grad():
+        fused = net.streams(torch.cat([x, zoomed_mirrored_view(x, ZOOM_SIDE)]))[2]
+        p = two_view_probability(fused[:3], fused[3:], ZOOM_SIDE)
+    o = (128 - ZOOM_SIDE) // 2
+    border = torch.ones(128, 128, dtype=torch.bool)
+    border[o:o + ZOOM_SIDE, o:o + ZOOM_SIDE] = False
+    assert torch.allclose(p[:, border], face_probability(fused[:3])[:, border])
+    seg = Segmenter(net, device="cpu")
+    seg.views = 2  # what inference with two views gives, up to the resampling of uint8 images
+    assert np.abs(p.numpy() - seg.predict(crops)).mean() < 0.01
+    outputs = net.streams(torch.cat([x, zoomed_mirrored_view(x, ZOOM_SIDE)]))
+    loss = two_view_loss(outputs, label, ZOOM_SIDE, iou_weight=2.0)
+    loss.backward()
+    assert torch.isfinite(loss) and loss > 0 and net.fuse.weight.grad.abs().sum() > 0
+    # a training run with it writes its recipe into the card; with distillation it is one clear error
+    data = _tiny_dataset(str(tmp_path / "data"))
+    out = str(tmp_path / "v" / "seg")
+    assert main(_args(data, out, str(tmp_path / "v" / "run"), "--views-loss", "1.0", "--iou-loss", "1.0")) == 0
+    card = open(out + ".md").read()
+    assert "trained for two views" in card and "--views-loss 1.0" in card
+    with pytest.raises(SystemExit):
+        main(_args(data, out, str(tmp_path / "w" / "run"), "--views-loss", "1.0", "--distill-from", out + ".pt"))

@@ -287,7 +287,11 @@ def soft_iou_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean over the crops that hold any face of 1 − soft IOU(face probability, target); 0 when none does.
     The metric (design §8) is an IOU per image, averaged: a face half hidden by a hand counts as much as a clean
     one although it has half the pixels, which a per-pixel cross-entropy weighs half as much."""
-    p = face_probability(logits)
+    return soft_iou_of_probability(face_probability(logits), target)
+
+
+def soft_iou_of_probability(p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """`soft_iou_loss` of a face probability (N, H, W) rather than logits."""
     g = target.float()
     has_face = g.flatten(1).sum(1) > 0
     if not bool(has_face.any()):
@@ -333,6 +337,36 @@ def two_stream_loss(outputs, target: torch.Tensor, weights=LOSS_WEIGHTS, iou_wei
     if iou_weight:
         total = total + iou_weight * IOU_SURROGATES[iou_surrogate](outputs[2], target)
     return total, [p.detach() for p in parts]
+
+
+def zoomed_mirrored_view(x: torch.Tensor, side: int) -> torch.Tensor:
+    """(N, C, S, S) crops (or (N, S, S) integer labels, nearest) → their centre side × side window enlarged to
+    S × S and mirrored: the second of `Segmenter.views = 2`, differentiable, for training."""
+    size, o = x.shape[-1], (x.shape[-1] - side) // 2
+    window = x[..., o:o + side, o:o + side]
+    if x.is_floating_point():
+        return F.interpolate(window, size=(size, size), mode="bilinear", align_corners=False).flip(-1)
+    return F.interpolate(window[:, None].float(), size=(size, size), mode="nearest")[:, 0].to(x.dtype).flip(-1)
+
+
+def two_view_probability(fused_crop: torch.Tensor, fused_zoomed: torch.Tensor, side: int) -> torch.Tensor:
+    """The face probability (N, S, S) that `Segmenter.views = 2` gives, from the fused logits of the crop and of
+    its zoomed_mirrored_view: their mean inside the centre window, the crop's alone outside it."""
+    p_crop = face_probability(fused_crop)
+    size, o = p_crop.shape[-1], (p_crop.shape[-1] - side) // 2
+    p_zoom = F.interpolate(face_probability(fused_zoomed).flip(-1)[:, None], size=(side, side), mode="area")[:, 0]
+    inside = torch.zeros(size, size, device=p_crop.device)
+    inside[o:o + side, o:o + side] = 0.5
+    return p_crop * (1 - inside) + F.pad(p_zoom, (o, size - side - o, o, size - side - o)) * inside
+
+
+def two_view_loss(outputs, target: torch.Tensor, side: int, iou_weight: float) -> torch.Tensor:
+    """Cross-entropy + `iou_weight` · (1 − soft IOU) of the two-view probability, `outputs` being the network's
+    three logits on the batch [crops; their zoomed_mirrored_view] (2N crops)."""
+    n = len(target)
+    p = two_view_probability(outputs[2][:n], outputs[2][n:], side).clamp(1e-6, 1 - 1e-6)
+    loss = F.binary_cross_entropy(p, target.float())
+    return loss + iou_weight * soft_iou_of_probability(p, target) if iou_weight else loss
 
 
 def uint8_to_input(crops: torch.Tensor) -> torch.Tensor:

@@ -323,6 +323,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "is mixed into the targets (distillation; see --distill-weight)")
     ap.add_argument("--distill-weight", type=float, default=0.5,
                     help="with --distill-from: target = (1 − W)·label + W·teachers' probability")
+    ap.add_argument("--views-loss", type=float, default=0.0, metavar="W",
+                    help="train for two views (Segmenter.views = 2, not the paper's): each batch also runs every "
+                         "crop's centre enlarged and mirrored (twice the time), the paper's loss is averaged over "
+                         "both views, and W · (cross-entropy + the --iou-loss term) of their mean probability is "
+                         "added (net.two_view_loss); 0 = off")
     ap.add_argument("--sources", type=_comma_list, default=None,
                     help="train only on the positives of these provenance sources, comma-separated, e.g. "
                          "real-photo,real-video (negatives are kept; default: every source)")
@@ -340,6 +345,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="write OUT.pt/.onnx/.md from RUN_DIR/last.ckpt now (marked in progress if unfinished)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
+    if args.views_loss and args.distill_from:
+        ap.error("--views-loss and --distill-from cannot be combined (the zoomed view needs hard labels)")
     if args.run_dir is None:
         args.run_dir = os.path.join(ROOT, "out", "segment-train", os.path.basename(args.out))
     return args
@@ -388,7 +395,8 @@ def train(args: argparse.Namespace) -> int:
 
     from ..data.dataset import Dataset  # noqa: PLC0415
     from .net import (TwoStreamNet, autocast, prepare_for_device, resolve_device, two_stream_loss,  # noqa: PLC0415
-                      widen_state_dict)
+                      two_view_loss, widen_state_dict, zoomed_mirrored_view)
+    from .segmenter import ZOOM_SIDE  # noqa: PLC0415
 
     torch.set_num_threads(max(1, args.threads))
     os.makedirs(args.run_dir, exist_ok=True)
@@ -410,7 +418,7 @@ def train(args: argparse.Namespace) -> int:
             for k in ("width", "fc_width", "channels", "refine", "refine_only", "no_batchnorm", "batch_size", "seed", "lr", "finetune_lr", "momentum",
                       "weight_decay", "warmup", "iters", "finetune_iters", "lr_schedule", "init_from", "ema",
                       "online_augment", "iou_loss", "iou_surrogate", "occluders", "backgrounds", "distill_from",
-                      "distill_weight", "sources"):
+                      "distill_weight", "sources", "views_loss"):
                 if not args.export_only and k in saved and getattr(args, k) != saved[k]:
                     log(f"resume: --{k.replace('_', '-')} {getattr(args, k)} differs from the checkpoint's "
                         f"{saved[k]}; using the new value" if k in ("iters", "finetune_iters")
@@ -531,10 +539,16 @@ def train(args: argparse.Namespace) -> int:
             y = torch.from_numpy(mask.astype(np.int64)).to(device)
             if teachers:
                 y = distill_targets(teachers, x, y, args.distill_weight)
+            views_loss = getattr(args, "views_loss", 0.0)
+            if views_loss:  # the batch and its zoomed mirrored views, as Segmenter.views = 2 sees them
+                x = torch.cat([x, zoomed_mirrored_view(x, ZOOM_SIDE)])
+                y = torch.cat([y, zoomed_mirrored_view(y, ZOOM_SIDE)])
             with autocast(device):
                 outputs = net(x)
             loss, parts = two_stream_loss(outputs, y, iou_weight=args.iou_loss,
                                           iou_surrogate=getattr(args, "iou_surrogate", "soft"))
+            if views_loss:
+                loss = loss + views_loss * two_view_loss(outputs, y[:len(y) // 2], ZOOM_SIDE, args.iou_loss)
             if not torch.isfinite(loss):
                 log(f"non-finite loss at iteration {step} (lr {lr}): stopping; lower --lr or raise --warmup")
                 save_checkpoint()
@@ -727,6 +741,9 @@ def write_card(path, args, ds, state, metrics, curve, net, status, files) -> Non
                  "with a face, q = the mean fused face probability of "
                  + ", ".join(f"`{rel(t)}`" for t in args.distill_from) + " on the crop and its mirror image"]
                 if getattr(args, "distill_from", None) else []),
+              *([f"- trained for two views: the loss averaged over each crop and its centre enlarged and mirrored, "
+                 f"+ {args.views_loss}·(CE + the IOU term) of their mean probability (`net.two_view_loss`)"]
+                if getattr(args, "views_loss", 0.0) else []),
               *([f"- online augmentation: each sample re-augmented with probability {args.online_augment} "
                  "(`train.online_policy`: a fresh occluder, crop jitter, photometric changes)"]
                 if getattr(args, "online_augment", 0.0) > 0 else []),
@@ -762,6 +779,7 @@ def write_card(path, args, ds, state, metrics, curve, net, status, files) -> Non
            + (f" --distill-from {','.join(rel(t) for t in args.distill_from)} --distill-weight {args.distill_weight}"
               if getattr(args, "distill_from", None) else "")
            + (f" --sources {','.join(args.sources)}" if getattr(args, "sources", None) else "")
+           + (f" --views-loss {args.views_loss}" if getattr(args, "views_loss", 0.0) else "")
            + (f" --refine {args.refine}" if getattr(args, "refine", 0) else "")
            + (" --refine-only" if getattr(args, "refine_only", False) else "")
            + (f" --init-from {rel(state['init_from'])}" if state.get("init_from") else ""))
