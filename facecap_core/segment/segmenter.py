@@ -23,7 +23,7 @@ FORMAT = "facecap-segmenter"
 VERSION = 1
 INPUT_SIZE = 128
 # The zoomed views see the crop's centre ZOOM_SIDE × ZOOM_SIDE window enlarged to the input size (1.21×), 11 pixels
-# cut on each side. Chosen on the validation identities among windows of 96–116 pixels (models/segmenter_lite.md).
+# cut on each side. Chosen on the validation identities among windows of 96–116 pixels (segmenter_lite_history.md).
 ZOOM_SIDE = 106
 VIEWS = (1, 2, 4)
 MODELS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "models")
