@@ -478,6 +478,7 @@ def train(args: argparse.Namespace) -> int:
         log(augmenter.describe())
 
     teachers = load_teachers(args.distill_from, device)
+    views_loss = args.views_loss
     if teachers:
         log(f"distilling from {', '.join(args.distill_from)} (weight {args.distill_weight})")
     total_iters = args.iters + args.finetune_iters
@@ -539,7 +540,6 @@ def train(args: argparse.Namespace) -> int:
             y = torch.from_numpy(mask.astype(np.int64)).to(device)
             if teachers:
                 y = distill_targets(teachers, x, y, args.distill_weight)
-            views_loss = getattr(args, "views_loss", 0.0)
             if views_loss:  # the batch and its zoomed mirrored views, as Segmenter.views = 2 sees them
                 x = torch.cat([x, zoomed_mirrored_view(x, ZOOM_SIDE)])
                 y = torch.cat([y, zoomed_mirrored_view(y, ZOOM_SIDE)])
