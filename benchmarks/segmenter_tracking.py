@@ -5,10 +5,13 @@ For each clip (default: the test identity's d19 clip and retalking face_5) the e
 and once per hand sweep (`--hand-seeds`, the hands of `track_real_clip.py --hand`), with every model in turn on the
 same frames, so all models see the same inputs in the same process. Each cell is the median NME (% inter-ocular
 distance, against the teacher's labels on the clean frames; the hand runs show the median over the hand-covered
-frames in brackets). The last columns are the means over the runs.
+frames in brackets). The last rows are the means over the runs and, for each model after the first, its paired
+difference from the first on the hand-covered frames (mean over the hand runs, 95 % bootstrap interval over the
+runs, and on how many runs it is lower / higher): with the default 6 hand runs one bad sweep can decide the mean,
+so judge a close call with more sweeps (`--hand-seeds 0-11`).
 
     python benchmarks/segmenter_tracking.py --models models/segmenter_lite.pt,OTHER.pt [--clips A,B]
-        [--hand-seeds 3,4,5] [--graphcut LAM,SIGMA]
+        [--hand-seeds 3,4,5 | 0-11] [--graphcut LAM,SIGMA]
 """
 from __future__ import annotations
 
@@ -39,12 +42,29 @@ def model_file(spec: str) -> tuple[str, int | None]:
     return path, int(views) if views else None
 
 
+def parse_seeds(spec: str) -> list[int]:
+    """'3,4,5' or '0-11' (or a mix: '0-3,7') → the hand seeds."""
+    seeds = []
+    for part in (p for p in spec.split(",") if p):
+        first, _, last = part.partition("-")
+        seeds += list(range(int(first), int(last or first) + 1))
+    return seeds
+
+
+def paired_summary(base: list, other: list, reps: int = 2000) -> str:
+    """other − base over the hand runs: mean (95 % bootstrap interval over runs), runs lower / higher."""
+    d = np.asarray(other) - np.asarray(base)
+    pick = np.random.default_rng(0).integers(0, len(d), (reps, len(d)))
+    lo, hi = np.percentile(d[pick].mean(1), [2.5, 97.5])
+    return f"{d.mean():+.2f} ({lo:+.2f} to {hi:+.2f}); lower on {int((d < 0).sum())}, higher on {int((d > 0).sum())}"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", required=True, help="comma-separated segmenter files (.pt or .onnx); a file "
                     "followed by +views=N averages N views of each crop (1, 2, 4; Segmenter.views)")
     ap.add_argument("--clips", default=DEFAULT_CLIPS, help="comma-separated paths inside ../shared/faces")
-    ap.add_argument("--hand-seeds", default="3,4,5", help="hand sweeps per clip (empty: clean clips only)")
+    ap.add_argument("--hand-seeds", default="3,4,5", help="hand sweeps per clip: a list and/or ranges, 0-11 (empty: clean clips only)")
     ap.add_argument("--graphcut", default=None, metavar="LAM,SIGMA",
                     help="run the engine's graph cut with this λ and σ instead of its defaults (a run per setting; "
                          "the engine is deterministic on footage, so runs compare)")
@@ -60,7 +80,7 @@ def main(argv=None) -> int:
     for m in models:
         if not os.path.isfile(model_file(m)[0]):
             raise SystemExit(f"no such segmenter: {m}")
-    seeds = [int(s) for s in args.hand_seeds.split(",") if s]
+    seeds = parse_seeds(args.hand_seeds)
     from facecap_core.capture.bench import load_frames
     from facecap_core.capture.run import open_frames
 
@@ -84,7 +104,7 @@ def main(argv=None) -> int:
                 got, _ = run_engine(frames, True, source.fps, segmenter_model=path, views=views)
                 med = float(np.median(score(got, by_frame)))
                 medians[m].append(med)
-                if covered is None:
+                if covered is None or not covered.any():  # (a sweep can miss the face's box)
                     cells.append(f"{med:.2f}")
                 else:
                     cov = float(np.median(score(got, by_frame, covered)))
@@ -101,6 +121,10 @@ def main(argv=None) -> int:
     if seeds:
         print("| **mean, hand-covered frames** | "
               + " | ".join(f"**{np.mean(covered_medians[m]):.2f}**" for m in models) + " |")
+        if len(models) > 1:
+            print(f"\nhand-covered frames, paired against {models[0]} over {len(covered_medians[models[0]])} hand runs:")
+            for m in models[1:]:
+                print(f"- {m}: {paired_summary(covered_medians[models[0]], covered_medians[m])}")
     return 0
 
 

@@ -243,7 +243,7 @@ def test_ema_exports_the_average_and_resumes_it(tmp_path):
 def test_two_view_training_loss_is_the_loss_of_what_two_views_predict(tmp_path):
     from facecap_core.segment.net import (TwoStreamNet, face_probability, two_view_loss, two_view_probability,
                                           zoomed_mirrored_view)
-    from facecap_core.segment.segmenter import ZOOM_SIDE
+    from facecap_core.segment.segmenter import ZOOM_SIDE, ZOOM_WEIGHT
 
     torch.manual_seed(1)
     net = TwoStreamNet(0.0625, 64).eval()
@@ -256,7 +256,7 @@ def test_two_view_training_loss_is_the_loss_of_what_two_views_predict(tmp_path):
     assert zoomed[:, :, :64].sum() < zoomed[:, :, 64:].sum()
     with torch.no_grad():
         fused = net.streams(torch.cat([x, zoomed_mirrored_view(x, ZOOM_SIDE)]))[2]
-        p = two_view_probability(fused[:3], fused[3:], ZOOM_SIDE)
+        p = two_view_probability(fused[:3], fused[3:], ZOOM_SIDE, ZOOM_WEIGHT)
     o = (128 - ZOOM_SIDE) // 2
     border = torch.ones(128, 128, dtype=torch.bool)
     border[o:o + ZOOM_SIDE, o:o + ZOOM_SIDE] = False
@@ -265,7 +265,7 @@ def test_two_view_training_loss_is_the_loss_of_what_two_views_predict(tmp_path):
     seg.views = 2  # what inference with two views gives, up to the resampling of uint8 images
     assert np.abs(p.numpy() - seg.predict(crops)).mean() < 0.01
     outputs = net.streams(torch.cat([x, zoomed_mirrored_view(x, ZOOM_SIDE)]))
-    loss = two_view_loss(outputs, label, ZOOM_SIDE, iou_weight=2.0)
+    loss = two_view_loss(outputs, label, ZOOM_SIDE, ZOOM_WEIGHT, iou_weight=2.0)
     loss.backward()
     assert torch.isfinite(loss) and loss > 0 and net.fuse.weight.grad.abs().sum() > 0
     # a training run with it writes its recipe into the card; with distillation it is one clear error

@@ -349,22 +349,24 @@ def zoomed_mirrored_view(x: torch.Tensor, side: int) -> torch.Tensor:
     return F.interpolate(window[:, None].float(), size=(size, size), mode="nearest")[:, 0].to(x.dtype).flip(-1)
 
 
-def two_view_probability(fused_crop: torch.Tensor, fused_zoomed: torch.Tensor, side: int) -> torch.Tensor:
+def two_view_probability(fused_crop: torch.Tensor, fused_zoomed: torch.Tensor, side: int,
+                         zoom_weight: float) -> torch.Tensor:
     """The face probability (N, S, S) that `Segmenter.views = 2` gives, from the fused logits of the crop and of
-    its zoomed_mirrored_view: their mean inside the centre window, the crop's alone outside it."""
+    its zoomed_mirrored_view: inside the centre window their mean with the zoomed view weighing `zoom_weight`, the
+    crop's alone outside it."""
     p_crop = face_probability(fused_crop)
     size, o = p_crop.shape[-1], (p_crop.shape[-1] - side) // 2
     p_zoom = F.interpolate(face_probability(fused_zoomed).flip(-1)[:, None], size=(side, side), mode="area")[:, 0]
     inside = torch.zeros(size, size, device=p_crop.device)
-    inside[o:o + side, o:o + side] = 0.5
+    inside[o:o + side, o:o + side] = zoom_weight
     return p_crop * (1 - inside) + F.pad(p_zoom, (o, size - side - o, o, size - side - o)) * inside
 
 
-def two_view_loss(outputs, target: torch.Tensor, side: int, iou_weight: float) -> torch.Tensor:
+def two_view_loss(outputs, target: torch.Tensor, side: int, zoom_weight: float, iou_weight: float) -> torch.Tensor:
     """Cross-entropy + `iou_weight` · (1 − soft IOU) of the two-view probability, `outputs` being the network's
     three logits on the batch [crops; their zoomed_mirrored_view] (2N crops)."""
     n = len(target)
-    p = two_view_probability(outputs[2][:n], outputs[2][n:], side).clamp(1e-6, 1 - 1e-6)
+    p = two_view_probability(outputs[2][:n], outputs[2][n:], side, zoom_weight).clamp(1e-6, 1 - 1e-6)
     loss = F.binary_cross_entropy(p, target.float())
     return loss + iou_weight * soft_iou_of_probability(p, target) if iou_weight else loss
 

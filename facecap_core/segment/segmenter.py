@@ -25,6 +25,9 @@ INPUT_SIZE = 128
 # The zoomed views see the crop's centre ZOOM_SIDE × ZOOM_SIDE window enlarged to the input size (1.21×), 11 pixels
 # cut on each side. Chosen on the validation identities among windows of 96–116 pixels (segmenter_lite_history.md).
 ZOOM_SIDE = 106
+# Inside that window the zoomed views' mean counts ZOOM_WEIGHT, the whole crop's views' mean 1 − ZOOM_WEIGHT: the
+# network does better on the face it sees larger. Chosen on the validation identities among 0.4–0.7 (same notebook).
+ZOOM_WEIGHT = 0.6
 VIEWS = (1, 2, 4)
 MODELS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "models")
 DEFAULT_MODEL = os.path.join(MODELS_DIR, "segmenter_lite.pt")
@@ -202,7 +205,8 @@ class Segmenter:
     in [0, 1] (1 = face, design §5). Build with `Segmenter.load(path)` (.pt → torch, CUDA fp16 when available;
     .onnx → onnxruntime CPU) or `Segmenter(net)` from an in-memory TwoStreamNet.
 
-    `views` is how many views of each crop the network sees, in one batch, their probabilities averaged:
+    `views` is how many views of each crop the network sees, in one batch, their probabilities averaged (the
+    zoomed views weigh ZOOM_WEIGHT where they see the crop):
     1 (the crop; live capture), 2 (+ the mirror image of its centre enlarged 1.21×, ZOOM_SIDE) or 4 (+ the
     mirror image and the enlarged centre). More views give better masks on held-out faces, most under occluders,
     for 2× or 4× the network time (models/segmenter_lite.md)."""
@@ -283,13 +287,13 @@ class Segmenter:
         prob = self._run(np.ascontiguousarray(np.concatenate([v[:, :, ::-1] if m else v for v, m in views])))
         prob = [p[:, :, ::-1] if m else p for p, (_, m) in zip(np.split(prob, len(views)), views)]
         n_whole = 1 if self.views == 2 else 2
-        # each pixel: the mean of the views that saw it (the zoomed ones miss the crop's border)
+        # the zoomed views miss the crop's border: there the whole crop's views decide alone
         o = (INPUT_SIZE - ZOOM_SIDE) // 2
-        total = np.sum(prob[:n_whole], 0)
-        total[:, o:o + ZOOM_SIDE, o:o + ZOOM_SIDE] += zoom_out(np.sum(prob[n_whole:], 0))
-        seen = np.full((INPUT_SIZE, INPUT_SIZE), n_whole, np.float32)
-        seen[o:o + ZOOM_SIDE, o:o + ZOOM_SIDE] = len(views)
-        return total / seen
+        out = np.mean(prob[:n_whole], 0)
+        window = out[:, o:o + ZOOM_SIDE, o:o + ZOOM_SIDE]
+        window *= 1 - ZOOM_WEIGHT
+        window += ZOOM_WEIGHT * zoom_out(np.mean(prob[n_whole:], 0))
+        return out
 
     def __call__(self, crops: np.ndarray) -> np.ndarray:
         return self.predict(crops)

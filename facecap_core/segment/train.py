@@ -396,7 +396,7 @@ def train(args: argparse.Namespace) -> int:
     from ..data.dataset import Dataset  # noqa: PLC0415
     from .net import (TwoStreamNet, autocast, prepare_for_device, resolve_device, two_stream_loss,  # noqa: PLC0415
                       two_view_loss, widen_state_dict, zoomed_mirrored_view)
-    from .segmenter import ZOOM_SIDE  # noqa: PLC0415
+    from .segmenter import ZOOM_SIDE, ZOOM_WEIGHT  # noqa: PLC0415
 
     torch.set_num_threads(max(1, args.threads))
     os.makedirs(args.run_dir, exist_ok=True)
@@ -548,7 +548,8 @@ def train(args: argparse.Namespace) -> int:
             loss, parts = two_stream_loss(outputs, y, iou_weight=args.iou_loss,
                                           iou_surrogate=getattr(args, "iou_surrogate", "soft"))
             if views_loss:
-                loss = loss + views_loss * two_view_loss(outputs, y[:len(y) // 2], ZOOM_SIDE, args.iou_loss)
+                loss = loss + views_loss * two_view_loss(outputs, y[:len(y) // 2], ZOOM_SIDE, ZOOM_WEIGHT,
+                                                          args.iou_loss)
             if not torch.isfinite(loss):
                 log(f"non-finite loss at iteration {step} (lr {lr}): stopping; lower --lr or raise --warmup")
                 save_checkpoint()
