@@ -1,13 +1,21 @@
 """DDE tracker accuracy, stability and speed (issue: DDE tracker; design §8).
 
     python benchmarks/bench_track.py --data out/track-v1 [--model models/tracker_dde.npz] [--crops 300]
-                                     [--sequences 3] [--frames 180] [--segmenter]
+                                     [--sequences 3] [--frames 180] [--segmenter [A.pt,B.pt]] [--real-only]
+                                     [--hand-draws 8] [--split test|val]
+
+Table 1 needs only the real frames' rows; without out/track-v1 they build in two minutes:
+`facecap data build --out out/track-real --kinds tracking --count-synthetic 0 --reenact 0 --perturbed 1
+--rectangles 1 --hands 0 --other-occluders 0`.
 
 Tables:
 1. NME (%) on the held-out **test identities' real frames** (teacher landmarks), regressing from the data engine's
    perturbed initial estimates (as in tracking: the previous frame is close) and from the mean face (as after a
    detection): clean crops, the cut-out copies (a rectangle removed from the face), and a hand pasted over the face.
-   Masks: the ground-truth face mask (oracle segmentation) and, with --segmenter, the shipped segmenter's.
+   Masks: the ground-truth face mask (oracle segmentation) and, with --segmenter, the shipped segmenter's (or
+   those of each segmenter listed, one view each as live capture runs it). Each estimate is one regression from
+   a start near the truth, so unlike a tracked clip (`segmenter_tracking.py`) an error does not carry into the
+   next frames: the figure to judge a segmenter's masks by what they do to the regression.
 2. Synthetic sequences with ground truth (test-identity textures): NME and expression-coefficient MAE of the full
    run-time tracker (key-frame identity/focal thread on), started from a detection.
 3. Jitter on still faces (design §8: landmark std over time / inter-ocular distance) with and without the One Euro
@@ -54,14 +62,16 @@ def with_hands(rows, rng):
     return out
 
 
-def segmenter_masks(images):
-    """The shipped segmenter's masks for 160 px tracking crops (resized to its 128 px input and back)."""
+def segmenter_masks(images, path: str | None = None):
+    """A segmenter's masks (`path`, else the shipped one) for 160 px tracking crops (resized to its 128 px input
+    and back)."""
     import cv2  # noqa: PLC0415
 
     from facecap_core.segment.graphcut import GraphCutRefiner  # noqa: PLC0415
     from facecap_core.segment.segmenter import Segmenter  # noqa: PLC0415
 
-    seg, gc = Segmenter.load_default(device="cpu"), GraphCutRefiner()
+    seg = Segmenter.load(path, device="cpu") if path else Segmenter.load_default(device="cpu")
+    gc = GraphCutRefiner()
     out = np.empty(images.shape[:3], np.uint8)
     for i, im in enumerate(images):
         small = cv2.resize(im, (128, 128), interpolation=cv2.INTER_AREA)
@@ -70,16 +80,30 @@ def segmenter_masks(images):
     return out
 
 
+def paired_lines(errors: dict) -> list[str]:
+    """Each segmenter after the first against the first, on the same estimates (errors[(set, start)] = [(mask
+    name, per-estimate NME)]): mean difference with a 95 % bootstrap interval over the estimates."""
+    lines = []
+    for (set_name, start), runs in errors.items():
+        (base_name, base), rng = runs[0], np.random.default_rng(0)
+        for name, e in runs[1:]:
+            d = e - base
+            lo, hi = np.percentile(d[rng.integers(0, len(d), (2000, len(d)))].mean(1), [2.5, 97.5])
+            lines.append(f"- {set_name}, {start}: {name} − {base_name} mean NME {d.mean():+.3f} ({lo:+.3f} to "
+                         f"{hi:+.3f}), lower on {100 * np.mean(d < 0):.0f} % of {len(d)} estimates")
+    return lines
+
+
 def real_frames_table(reg, model, args, rng):
     ds = Dataset(args.data)
-    rows = load_rows(ds.view("tracking", "test"))
+    rows = load_rows(ds.view("tracking", args.split))
     real = np.char.startswith(rows["source"].astype(str), "real")
     aug = rows["augmentation"].astype(str)
     sets = {"clean": real & (aug == "perturb"), "cut-out rectangle": real & (aug == "cutout")}
-    out = []
+    out, errors = [], {}
     for name, keep in list(sets.items()) + [("hand over the face", None)]:
-        if keep is None:
-            base = {k: v[sets["clean"]] for k, v in rows.items()}
+        if keep is None:  # each clean crop `--hand-draws` times, a different hand each time
+            base = {k: np.concatenate([v[sets["clean"]]] * args.hand_draws) for k, v in rows.items()}
             r = with_hands(base, np.random.default_rng(7))
         else:
             r = {k: v[keep] for k, v in rows.items()}
@@ -90,8 +114,8 @@ def real_frames_table(reg, model, args, rng):
         det = tracking_set(r, model, np.random.default_rng(12), inits_per_sample=1)
         det.shape = reg.initial_shape(len(det))
         mask_sets = [("oracle", data.masks)]
-        if args.segmenter:
-            mask_sets.append(("segmenter", segmenter_masks(r["image"])))
+        for path in args.segmenter or []:
+            mask_sets.append((os.path.basename(path) if path else "segmenter", segmenter_masks(r["image"], path)))
         for mname, masks in mask_sets:
             for init_name, d in (("perturbed S*", data), ("mean face", det)):
                 d.masks = masks
@@ -101,11 +125,14 @@ def real_frames_table(reg, model, args, rng):
                 s = reg.regress(model, d.images, d.masks, d.image_index, d.identity, d.camera, d.shape.copy())
                 dt = (time.perf_counter() - t0) * 1000 / len(d)
                 e = landmark_error(model.landmarks(s, d.identity, d.camera), gt)
+                if mname != "oracle":
+                    errors.setdefault((name, init_name), []).append((mname, e))
                 out.append([name, mname, init_name, len(r["image"]), len(d), f"{np.median(e0):.2f}",
                             f"{np.median(e):.2f}", f"{np.mean(e):.2f}", f"{100 * np.mean(e < 8):.0f}%",
                             f"{dt:.2f}"])
-    return table(["test real frames", "mask", "start", "crops", "estimates", "start NME", "NME median",
+    head = table([f"{args.split} real frames", "mask", "start", "crops", "estimates", "start NME", "NME median",
                   "NME mean", "< 8 %", "ms/estimate (batched)"], out)
+    return "\n".join([head, ""] + paired_lines(errors)) if len(args.segmenter or []) > 1 else head
 
 
 def sequences_table(reg, rig, args):
@@ -190,10 +217,16 @@ def main():
     ap.add_argument("--sequences", type=int, default=3)
     ap.add_argument("--frames", type=int, default=180)
     ap.add_argument("--size", type=int, default=320, help="synthetic frame size")
-    ap.add_argument("--segmenter", action="store_true", help="also regress with the shipped segmenter's masks")
+    ap.add_argument("--segmenter", nargs="?", const="", default=None, metavar="A.pt,B.pt",
+                    help="also regress with the shipped segmenter's masks, or with those of each listed segmenter")
     ap.add_argument("--skip-real", action="store_true")
+    ap.add_argument("--real-only", action="store_true", help="only the held-out real frames' table")
+    ap.add_argument("--hand-draws", type=int, default=1, help="hands pasted on each clean crop (a row each)")
+    ap.add_argument("--split", choices=("test", "val"), default="test", help="identities of the real frames")
     ap.add_argument("--speed-only", action="store_true")
     args = ap.parse_args()
+    if args.segmenter is not None:
+        args.segmenter = args.segmenter.split(",") if args.segmenter else [None]
     rig = load_rig()
     reg = Regressor.load(args.model)
     model = ShapeModel(rig)
@@ -205,8 +238,10 @@ def main():
         print(speed_table(reg, rig, args))
         return
     if not args.skip_real:
-        print("## Held-out test identities, real frames (NME %, design §8)\n")
+        print(f"## Held-out {args.split} identities, real frames (NME %, design §8)\n")
         print(real_frames_table(reg, model, args, np.random.default_rng(0)), "\n")
+    if args.real_only:
+        return
     seq_t, jit_t, kind = sequences_table(reg, rig, args)
     print(f"## Synthetic sequences ({kind}; {args.size} px; tracker from detection, f off by +20 %)\n")
     print(seq_t, "\n")

@@ -8,7 +8,11 @@ distance, against the teacher's labels on the clean frames; the hand runs show t
 frames in brackets). The last rows are the means over the runs and, for each model after the first, its paired
 difference from the first on the hand-covered frames (mean over the hand runs, 95 % bootstrap interval over the
 runs, and on how many runs it is lower / higher): with the default 6 hand runs one bad sweep can decide the mean,
-so judge a close call with more sweeps (`--hand-seeds 0-11`).
+so judge a close call with more sweeps (`--hand-seeds 0-11`). Tracking feeds each frame's error into the next, so
+a tiny change of the masks can send a hand sweep down another path: a segmenter whose masks differ from the
+shipped one's on 0.1 % of the pixels scored 0.45 points worse here over 14 hand sweeps (2026-12-08). For what the
+masks do to the regression itself, one estimate at a time over hundreds of crops, use
+`bench_track.py --segmenter A.pt,B.pt --hand-draws 8 --real-only`.
 
     python benchmarks/segmenter_tracking.py --models models/segmenter_lite.pt,OTHER.pt [--clips A,B]
         [--hand-seeds 3,4,5 | 0-11] [--graphcut LAM,SIGMA]

@@ -492,6 +492,10 @@ def test_soup_averages_weights_and_refuses_other_networks(tmp_path, capsys):
         if v.is_floating_point():
             assert torch.allclose(v, 0.25 * sa[k] + 0.75 * sb[k], atol=1e-6), k
     assert "0.750" in meta["soup"] and os.path.isfile(str(tmp_path / "soup.onnx"))
+    shipped = str(tmp_path / "ship.pt")  # a soup to ship carries its own recipe, not its first model's
+    assert soup([shipped, pa, pb, "--recipe", "a and b, half each", "--iterations", "1234"]) == 0
+    _, meta = load_model(shipped)
+    assert meta["recipe"] == "a and b, half each" and meta["iterations"] == 1234 and len(meta["averaged"]) == 2
     other = save_model(TwoStreamNet(0.125, 512, channels=(8, 16, 32, 64, 128)), str(tmp_path / "c.pt"))
     assert soup([str(tmp_path / "bad.pt"), pa, other]) == 2
     assert "not the same network" in capsys.readouterr().err

@@ -271,8 +271,9 @@ def test_two_view_training_loss_is_the_loss_of_what_two_views_predict(tmp_path):
     # a training run with it writes its recipe into the card; with distillation it is one clear error
     data = _tiny_dataset(str(tmp_path / "data"))
     out = str(tmp_path / "v" / "seg")
-    assert main(_args(data, out, str(tmp_path / "v" / "run"), "--views-loss", "1.0", "--iou-loss", "1.0")) == 0
+    assert main(_args(data, out, str(tmp_path / "v" / "run"), "--views-loss", "1.0", "--iou-loss", "1.0",
+                      "--views-zoom-weight", "0.5")) == 0
     card = open(out + ".md").read()
-    assert "trained for two views" in card and "--views-loss 1.0" in card
+    assert "trained for two views" in card and "--views-loss 1.0 --views-zoom-weight 0.5" in card
     with pytest.raises(SystemExit):
         main(_args(data, out, str(tmp_path / "w" / "run"), "--views-loss", "1.0", "--distill-from", out + ".pt"))

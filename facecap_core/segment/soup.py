@@ -5,7 +5,11 @@ between them, often better than each (the shipped v14 is the mean of v8 and v13)
 averaged, BatchNorm statistics included; integer buffers (BatchNorm's batch counters) come from the first model.
 Writes OUT (.pt) and the ONNX file beside it, with the recipe in their metadata.
 
-    python -m facecap_core.segment.soup OUT.pt A.pt B.pt [C.pt ...] [--weights 1,1,...]
+    python -m facecap_core.segment.soup OUT.pt A.pt B.pt [C.pt ...] [--weights 1,1,...] [--recipe TEXT]
+        [--iterations N]
+
+Without `--recipe` the metadata keeps the first model's recipe (with the soup's line added); a soup meant to ship
+says what it is: `--recipe` replaces the recipe and lists the averaged files, `--iterations` the iteration count.
 """
 from __future__ import annotations
 
@@ -41,6 +45,8 @@ def main(argv=None) -> int:
     ap.add_argument("out", help="the averaged model (.pt); the .onnx is written beside it")
     ap.add_argument("models", nargs="+", help="segmenter .pt files of one network")
     ap.add_argument("--weights", default=None, help="comma-separated weights, one per model (default: equal)")
+    ap.add_argument("--recipe", default=None, help="the soup's recipe for its metadata (model card, `facecap info`)")
+    ap.add_argument("--iterations", type=int, default=None, help="training iterations behind the soup (metadata)")
     args = ap.parse_args(argv)
 
     weights = [float(w) for w in args.weights.split(",")] if args.weights else [1.0] * len(args.models)
@@ -58,6 +64,10 @@ def main(argv=None) -> int:
     total = sum(weights)
     recipe = " + ".join(f"{w / total:.3f} × {os.path.relpath(p)}" for p, w in zip(args.models, weights))
     meta = dict(meta, soup=recipe)
+    if args.recipe:
+        meta.update(recipe=args.recipe, averaged=[os.path.relpath(p) for p in args.models])
+    if args.iterations is not None:
+        meta["iterations"] = args.iterations
     save_model(net, args.out, meta)
     onnx_path = os.path.splitext(args.out)[0] + ".onnx"
     export_onnx(net, onnx_path, meta)

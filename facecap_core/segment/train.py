@@ -46,7 +46,7 @@ import numpy as np
 
 from ..data.dataset import file_sha256
 from ..data.paths import DEFAULT_BACKGROUNDS, DEFAULT_OCCLUDERS
-from .segmenter import export_onnx, save_model
+from .segmenter import ZOOM_WEIGHT, export_onnx, save_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CHECKPOINT = "last.ckpt"
@@ -241,6 +241,12 @@ def _comma_list(text: str) -> list[str]:
     return [part for part in text.split(",") if part]
 
 
+def _views_zoom_weight(args: argparse.Namespace) -> float:
+    """The zoomed view's weight in the two-view loss: --views-zoom-weight, else what inference uses."""
+    weight = getattr(args, "views_zoom_weight", None)
+    return ZOOM_WEIGHT if weight is None else weight
+
+
 def positives_by_source(counts: dict, sources: list[str] | None) -> int:
     """How many training positives `--sources` keeps (all of them for None), from the split's manifest counts; a
     source the dataset does not have is one clear error."""
@@ -328,6 +334,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "crop's centre enlarged and mirrored (twice the time), the paper's loss is averaged over "
                          "both views, and W · (cross-entropy + the --iou-loss term) of their mean probability is "
                          "added (net.two_view_loss); 0 = off")
+    ap.add_argument("--views-zoom-weight", type=float, default=None, metavar="W",
+                    help="with --views-loss: the zoomed view's weight in that mean (default: Segmenter's "
+                         "ZOOM_WEIGHT, 0.6; v38 was trained with 0.5, the plain mean of its day)")
     ap.add_argument("--sources", type=_comma_list, default=None,
                     help="train only on the positives of these provenance sources, comma-separated, e.g. "
                          "real-photo,real-video (negatives are kept; default: every source)")
@@ -396,7 +405,7 @@ def train(args: argparse.Namespace) -> int:
     from ..data.dataset import Dataset  # noqa: PLC0415
     from .net import (TwoStreamNet, autocast, prepare_for_device, resolve_device, two_stream_loss,  # noqa: PLC0415
                       two_view_loss, widen_state_dict, zoomed_mirrored_view)
-    from .segmenter import ZOOM_SIDE, ZOOM_WEIGHT  # noqa: PLC0415
+    from .segmenter import ZOOM_SIDE  # noqa: PLC0415
 
     torch.set_num_threads(max(1, args.threads))
     os.makedirs(args.run_dir, exist_ok=True)
@@ -418,7 +427,7 @@ def train(args: argparse.Namespace) -> int:
             for k in ("width", "fc_width", "channels", "refine", "refine_only", "no_batchnorm", "batch_size", "seed", "lr", "finetune_lr", "momentum",
                       "weight_decay", "warmup", "iters", "finetune_iters", "lr_schedule", "init_from", "ema",
                       "online_augment", "iou_loss", "iou_surrogate", "occluders", "backgrounds", "distill_from",
-                      "distill_weight", "sources", "views_loss"):
+                      "distill_weight", "sources", "views_loss", "views_zoom_weight"):
                 if not args.export_only and k in saved and getattr(args, k) != saved[k]:
                     log(f"resume: --{k.replace('_', '-')} {getattr(args, k)} differs from the checkpoint's "
                         f"{saved[k]}; using the new value" if k in ("iters", "finetune_iters")
@@ -479,6 +488,7 @@ def train(args: argparse.Namespace) -> int:
 
     teachers = load_teachers(args.distill_from, device)
     views_loss = args.views_loss
+    views_zoom_weight = _views_zoom_weight(args)
     if teachers:
         log(f"distilling from {', '.join(args.distill_from)} (weight {args.distill_weight})")
     total_iters = args.iters + args.finetune_iters
@@ -548,7 +558,7 @@ def train(args: argparse.Namespace) -> int:
             loss, parts = two_stream_loss(outputs, y, iou_weight=args.iou_loss,
                                           iou_surrogate=getattr(args, "iou_surrogate", "soft"))
             if views_loss:
-                loss = loss + views_loss * two_view_loss(outputs, y[:len(y) // 2], ZOOM_SIDE, ZOOM_WEIGHT,
+                loss = loss + views_loss * two_view_loss(outputs, y[:len(y) // 2], ZOOM_SIDE, views_zoom_weight,
                                                           args.iou_loss)
             if not torch.isfinite(loss):
                 log(f"non-finite loss at iteration {step} (lr {lr}): stopping; lower --lr or raise --warmup")
@@ -743,7 +753,8 @@ def write_card(path, args, ds, state, metrics, curve, net, status, files) -> Non
                  + ", ".join(f"`{rel(t)}`" for t in args.distill_from) + " on the crop and its mirror image"]
                 if getattr(args, "distill_from", None) else []),
               *([f"- trained for two views: the loss averaged over each crop and its centre enlarged and mirrored, "
-                 f"+ {args.views_loss}·(CE + the IOU term) of their mean probability (`net.two_view_loss`)"]
+                 f"+ {args.views_loss}·(CE + the IOU term) of their mean probability (`net.two_view_loss`; the "
+                 f"zoomed view weighing {_views_zoom_weight(args)} in it)"]
                 if getattr(args, "views_loss", 0.0) else []),
               *([f"- online augmentation: each sample re-augmented with probability {args.online_augment} "
                  "(`train.online_policy`: a fresh occluder, crop jitter, photometric changes)"]
@@ -780,7 +791,8 @@ def write_card(path, args, ds, state, metrics, curve, net, status, files) -> Non
            + (f" --distill-from {','.join(rel(t) for t in args.distill_from)} --distill-weight {args.distill_weight}"
               if getattr(args, "distill_from", None) else "")
            + (f" --sources {','.join(args.sources)}" if getattr(args, "sources", None) else "")
-           + (f" --views-loss {args.views_loss}" if getattr(args, "views_loss", 0.0) else "")
+           + (f" --views-loss {args.views_loss} --views-zoom-weight {_views_zoom_weight(args)}"
+              if getattr(args, "views_loss", 0.0) else "")
            + (f" --refine {args.refine}" if getattr(args, "refine", 0) else "")
            + (" --refine-only" if getattr(args, "refine_only", False) else "")
            + (f" --init-from {rel(state['init_from'])}" if state.get("init_from") else ""))
