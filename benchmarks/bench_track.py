@@ -13,9 +13,10 @@ Tables:
    perturbed initial estimates (as in tracking: the previous frame is close) and from the mean face (as after a
    detection): clean crops, the cut-out copies (a rectangle removed from the face), and a hand pasted over the face.
    Masks: the ground-truth face mask (oracle segmentation) and, with --segmenter, the shipped segmenter's (or
-   those of each segmenter listed, one view each as live capture runs it). Each estimate is one regression from
-   a start near the truth, so unlike a tracked clip (`segmenter_tracking.py`) an error does not carry into the
-   next frames: the figure to judge a segmenter's masks by what they do to the regression.
+   those of each segmenter listed: one view each, as live capture runs it, or N with 'A.pt+views=N'). Each
+   estimate is one regression from a start near the truth, so unlike a tracked clip (`segmenter_tracking.py`) an
+   error does not carry into the next frames: the figure to judge a segmenter's masks by what they do to the
+   regression (`--hand-draws 8` for several hands per face; paired differences are printed below the table).
 2. Synthetic sequences with ground truth (test-identity textures): NME and expression-coefficient MAE of the full
    run-time tracker (key-frame identity/focal thread on), started from a detection.
 3. Jitter on still faces (design §8: landmark std over time / inter-ocular distance) with and without the One Euro
@@ -70,8 +71,9 @@ def segmenter_masks(images, path: str | None = None):
     from facecap_core.segment.graphcut import GraphCutRefiner  # noqa: PLC0415
     from facecap_core.segment.segmenter import Segmenter  # noqa: PLC0415
 
+    path, _, views = (path or "").partition("+views=")  # 'A.pt+views=2': that many views of each crop
     seg = Segmenter.load(path, device="cpu") if path else Segmenter.load_default(device="cpu")
-    gc = GraphCutRefiner()
+    seg.views, gc = int(views or 1), GraphCutRefiner()
     out = np.empty(images.shape[:3], np.uint8)
     for i, im in enumerate(images):
         small = cv2.resize(im, (128, 128), interpolation=cv2.INTER_AREA)
