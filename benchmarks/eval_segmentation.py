@@ -353,6 +353,9 @@ def main(argv=None):
         arrays, n_ids, split, margin, identities = load_crops(args.crops)
         print(f"crops from {args.crops} ({split} identities)")
     else:
+        if not os.path.isfile(os.path.join(DEFAULT_FACES, "manifest.csv")):
+            raise SystemExit(f"error: no labelled faces at {DEFAULT_FACES} (the held-out photos come from "
+                             "../shared/faces; elsewhere, pass --crops with a file written by --save-crops)")
         sets, frames, n_ids = load_test_faces(args.limit, args.seed, args.margin, args.split, args.hand_gaps_closed,
                                               args.draws)
         arrays, split, margin, identities = set_arrays(sets), args.split, args.margin, frame_identities(frames)
