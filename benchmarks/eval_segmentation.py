@@ -16,8 +16,8 @@ the mean of the two streams' probabilities. Each ± graph cut (Eq. 1 as the pipe
 graphcut.py). Metrics per image, then averaged:
 IOU, global (pixel accuracy), ave(face) (face recall). "fused, 2 views" averages the fused map with that of the
 crop's centre enlarged 1.21× and mirrored (weighing ZOOM_WEIGHT, 0.6, inside that centre), "4 views" adds the
-mirrored crop and the enlarged centre unmirrored (`Segmenter.views`, `facecap segment --views N`). ms/crop: batch-1 CPU forward of what each row needs (all views
-in one batch), median. Without a model file the script runs end to end on an **oracle-noise** map (the ground
+mirrored crop and the enlarged centre unmirrored (`Segmenter.views`, `facecap segment --views N`). ms/crop: batch-1
+CPU forward of what each row needs (all views in one batch), median. Without a model file the script runs end to end on an **oracle-noise** map (the ground
 truth blurred, with noise and holes) and says so: that checks the script and the graph cut, not a network.
 
 `--hand-gaps-closed PX` is a diagnostic: in the hand set, the slivers of face between spread fingers (gaps that a

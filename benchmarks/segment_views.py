@@ -62,8 +62,8 @@ def main(argv=None) -> int:
     ap.add_argument("--crops", required=True, help="held-out crops from eval_segmentation.py --save-crops")
     ap.add_argument("--model", default="models/segmenter_lite.pt")
     ap.add_argument("--views", required=True, help="comma-separated combinations of views joined by +")
-    ap.add_argument("--zoom-weights", default="0.5", help="comma-separated weights of the zoomed views (each combination "
-                    "is scored with each)")
+    ap.add_argument("--zoom-weights", default="0.5",
+                    help="comma-separated weights of the zoomed views (each combination is scored with each)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     import torch

@@ -68,7 +68,8 @@ def main(argv=None) -> int:
     ap.add_argument("--models", required=True, help="comma-separated segmenter files (.pt or .onnx); a file "
                     "followed by +views=N averages N views of each crop (1, 2, 4; Segmenter.views)")
     ap.add_argument("--clips", default=DEFAULT_CLIPS, help="comma-separated paths inside ../shared/faces")
-    ap.add_argument("--hand-seeds", default="3,4,5", help="hand sweeps per clip: a list and/or ranges, 0-11 (empty: clean clips only)")
+    ap.add_argument("--hand-seeds", default="3,4,5",
+                    help="hand sweeps per clip: a list and/or ranges, 0-11 (empty: clean clips only)")
     ap.add_argument("--graphcut", default=None, metavar="LAM,SIGMA",
                     help="run the engine's graph cut with this λ and σ instead of its defaults (a run per setting; "
                          "the engine is deterministic on footage, so runs compare)")
@@ -126,7 +127,8 @@ def main(argv=None) -> int:
         print("| **mean, hand-covered frames** | "
               + " | ".join(f"**{np.mean(covered_medians[m]):.2f}**" for m in models) + " |")
         if len(models) > 1:
-            print(f"\nhand-covered frames, paired against {models[0]} over {len(covered_medians[models[0]])} hand runs:")
+            runs = len(covered_medians[models[0]])
+            print(f"\nhand-covered frames, paired against {models[0]} over {runs} hand runs:")
             for m in models[1:]:
                 print(f"- {m}: {paired_summary(covered_medians[models[0]], covered_medians[m])}")
     return 0
