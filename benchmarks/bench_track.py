@@ -32,7 +32,7 @@ import platform
 import time
 
 import numpy as np
-from track_common import jitter, nme, sequence_generator, table, track_sequence
+from track_common import jitter, mean_interval, nme, segmenter_spec, sequence_generator, table, track_sequence
 
 from facecap_core.data.dataset import Dataset
 from facecap_core.data.paths import CACHE, SHARED
@@ -71,9 +71,9 @@ def segmenter_masks(images, path: str | None = None):
     from facecap_core.segment.graphcut import GraphCutRefiner  # noqa: PLC0415
     from facecap_core.segment.segmenter import Segmenter  # noqa: PLC0415
 
-    path, _, views = (path or "").partition("+views=")  # 'A.pt+views=2': that many views of each crop
+    path, views = segmenter_spec(path or "")  # 'A.pt+views=2': that many views of each crop
     seg = Segmenter.load(path, device="cpu") if path else Segmenter.load_default(device="cpu")
-    seg.views, gc = int(views or 1), GraphCutRefiner()
+    seg.views, gc = views or 1, GraphCutRefiner()
     out = np.empty(images.shape[:3], np.uint8)
     for i, im in enumerate(images):
         small = cv2.resize(im, (128, 128), interpolation=cv2.INTER_AREA)
@@ -87,10 +87,10 @@ def paired_lines(errors: dict) -> list[str]:
     name, per-estimate NME)]): mean difference with a 95 % bootstrap interval over the estimates."""
     lines = []
     for (set_name, start), runs in errors.items():
-        (base_name, base), rng = runs[0], np.random.default_rng(0)
+        base_name, base = runs[0]
         for name, e in runs[1:]:
             d = e - base
-            lo, hi = np.percentile(d[rng.integers(0, len(d), (2000, len(d)))].mean(1), [2.5, 97.5])
+            lo, hi = mean_interval(d)
             lines.append(f"- {set_name}, {start}: {name} − {base_name} mean NME {d.mean():+.3f} ({lo:+.3f} to "
                          f"{hi:+.3f}), lower on {100 * np.mean(d < 0):.0f} % of {len(d)} estimates")
     return lines

@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from eval_segmentation import identity_interval, load_crops, metrics  # noqa: E402
 
 from facecap_core.segment.graphcut import GraphCutRefiner  # noqa: E402
-from facecap_core.segment.segmenter import INPUT_SIZE, Segmenter, zoom_in, zoom_out  # noqa: E402
+from facecap_core.segment.segmenter import INPUT_SIZE, ZOOM_WEIGHT, Segmenter, zoom_in, zoom_out  # noqa: E402
 
 VIEW = re.compile(r"^(crop|mirror|z(\d+)(m?))$")
 
@@ -62,8 +62,9 @@ def main(argv=None) -> int:
     ap.add_argument("--crops", required=True, help="held-out crops from eval_segmentation.py --save-crops")
     ap.add_argument("--model", default="models/segmenter_lite.pt")
     ap.add_argument("--views", required=True, help="comma-separated combinations of views joined by +")
-    ap.add_argument("--zoom-weights", default="0.5",
-                    help="comma-separated weights of the zoomed views (each combination is scored with each)")
+    ap.add_argument("--zoom-weights", default=str(ZOOM_WEIGHT),
+                    help="comma-separated weights of the zoomed views, each combination scored with each "
+                         "(default: the shipped ZOOM_WEIGHT)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     import torch

@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from track_common import mean_interval, segmenter_spec  # noqa: E402
 from track_real_clip import hand_over_face, run_engine, score  # noqa: E402
 
 from facecap_core.data.paths import CACHE, DEFAULT_FACES  # noqa: E402
@@ -38,12 +39,6 @@ from facecap_core.data.real import load_real_labels  # noqa: E402
 from facecap_core.rig.model import load_rig  # noqa: E402
 
 DEFAULT_CLIPS = "videos/liveportrait__driving_d19.mp4,videos/retalking__face_5.mp4"
-
-
-def model_file(spec: str) -> tuple[str, int | None]:
-    """'PATH' or 'PATH+views=N' → (PATH, the segmenter's views: None = the engine's default)."""
-    path, _, views = spec.partition("+views=")
-    return path, int(views) if views else None
 
 
 def parse_seeds(spec: str) -> list[int]:
@@ -55,11 +50,10 @@ def parse_seeds(spec: str) -> list[int]:
     return seeds
 
 
-def paired_summary(base: list, other: list, reps: int = 2000) -> str:
+def paired_summary(base: list, other: list) -> str:
     """other − base over the hand runs: mean (95 % bootstrap interval over runs), runs lower / higher."""
     d = np.asarray(other) - np.asarray(base)
-    pick = np.random.default_rng(0).integers(0, len(d), (reps, len(d)))
-    lo, hi = np.percentile(d[pick].mean(1), [2.5, 97.5])
+    lo, hi = mean_interval(d)
     return f"{d.mean():+.2f} ({lo:+.2f} to {hi:+.2f}); lower on {int((d < 0).sum())}, higher on {int((d > 0).sum())}"
 
 
@@ -83,7 +77,7 @@ def main(argv=None) -> int:
 
     models = [m for m in args.models.split(",") if m]
     for m in models:
-        if not os.path.isfile(model_file(m)[0]):
+        if not os.path.isfile(segmenter_spec(m)[0]):
             raise SystemExit(f"no such segmenter: {m}")
     seeds = parse_seeds(args.hand_seeds)
     from facecap_core.capture.bench import load_frames
@@ -105,7 +99,7 @@ def main(argv=None) -> int:
             frames, covered = (clean, None) if seed is None else hand_over_face(clean, by_frame, seed=seed)
             cells = []
             for m in models:
-                path, views = model_file(m)
+                path, views = segmenter_spec(m)
                 got, _ = run_engine(frames, True, source.fps, segmenter_model=path, views=views)
                 med = float(np.median(score(got, by_frame)))
                 medians[m].append(med)

@@ -89,6 +89,20 @@ def occlude_box(frames, masks, landmarks, fraction: float, rng, colour=None):
     return frames, masks
 
 
+def segmenter_spec(spec: str) -> tuple[str, int | None]:
+    """A segmenter on a benchmark's command line: 'PATH' or 'PATH+views=N' → (PATH, its views; None = default)."""
+    path, _, views = spec.partition("+views=")
+    return path, int(views) if views else None
+
+
+def mean_interval(d: np.ndarray, reps: int = 2000) -> tuple[float, float]:
+    """95 % bootstrap interval of the mean of `d` (its entries resampled with replacement)."""
+    d = np.asarray(d)
+    pick = np.random.default_rng(0).integers(0, len(d), (reps, len(d)))
+    lo, hi = np.percentile(d[pick].mean(1), [2.5, 97.5])
+    return float(lo), float(hi)
+
+
 def table(headers, rows) -> str:
     w = [max([len(str(h))] + [len(str(r[i])) for r in rows]) for i, h in enumerate(headers)]
     line = lambda r: "| " + " | ".join(str(v).ljust(w[i]) for i, v in enumerate(r)) + " |"  # noqa: E731

@@ -2,8 +2,9 @@
 
 The paper gives λ = 10, σ = 5 for its network; ours is another network on other crops, so the pair is a setting to
 choose on the **validation** identities and then report once on the test ones. The network runs once per crop
-(the fused map; one view of each crop, as live capture uses it, or `--views N`); each (λ, σ) then only re-runs the cut. σ is on the
-0–255 scale with the paper's 2σ denominator (graphcut.py): θ = exp(−d² / 2σ), d² summed over RGB.
+(the fused map; one view of each crop, as live capture uses it, or `--views N`); each (λ, σ) then only re-runs
+the cut. σ is on the 0–255 scale with the paper's 2σ denominator (graphcut.py): θ = exp(−d² / 2σ), d² summed
+over RGB.
 
     python benchmarks/eval_segmentation.py --split val --no-detect --save-crops out/eval_crops_val.npz
     python benchmarks/tune_graphcut.py --crops out/eval_crops_val.npz [--model models/segmenter_lite.pt]
